@@ -1,0 +1,113 @@
+// rerankd's whole configuration: one YAML file (every key optional, defaults below), then
+// environment overrides (the deployment guide's variables), then validation. The example file
+// deploy/rerankd.example.yaml documents every key with its default; a test keeps the two in sync.
+//
+// Precedence: built-in defaults < YAML file < environment variables. Validation errors name the
+// YAML key (e.g. "execution.workers: must be >= 1, got 0").
+#ifndef RERANK_COMMON_CONFIG_H_
+#define RERANK_COMMON_CONFIG_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/feature_flags.h"
+
+namespace rerank {
+
+struct ServerConfig {
+  std::string listen = "0.0.0.0:50051";           // data-plane gRPC (Reranker, health, reflection)
+  uint32_t max_message_bytes = 64u << 20;          // gRPC max receive size
+  uint32_t drain_timeout_ms = 10000;               // SIGTERM: finish in-flight work for up to this long
+};
+
+struct ModelConfig {
+  std::string dir = "models/demo-minilm-l6";       // model.pt + vocab.txt + model.yaml
+  std::string precision = "bf16";                  // fp32 | bf16 (bf16: oneDNN AVX-512 BF16 GEMMs)
+  uint32_t max_length = 512;                       // tokens per pair; capped by model.yaml's max_length
+  std::string score_activation = "raw";            // raw | sigmoid (default when a request says nothing)
+  bool warmup = true;                              // run forwards before reporting ready
+};
+
+struct ExecutionConfig {
+  uint32_t workers = 1;                            // model replicas, one thread each
+  uint32_t intra_op_threads = 2;                   // torch threads per worker; workers*this <= cores
+  uint32_t max_batch_pairs = 64;                   // rows per forward
+  uint32_t max_batch_tokens = 8192;                // padded tokens (rows * longest row) per forward
+  uint32_t max_queue_delay_us = 1000;              // wait this long for more requests to join a batch
+  uint32_t max_queue_pairs = 4096;                 // bounded queue; beyond it RESOURCE_EXHAUSTED
+};
+
+struct RerankConfig {
+  uint32_t default_top_n = 5;                      // used when a request's top_n is 0
+  uint32_t max_documents = 1000;                   // per request
+  uint32_t max_query_bytes = 8192;
+  uint32_t max_document_bytes = 65536;             // per document text
+  uint32_t max_batch_requests = 64;                // sub-requests per RerankBatch
+  std::string long_document_mode = "truncate";     // truncate | chunk_max
+  uint32_t max_chunks_per_doc = 4;                 // chunk_max: score = max over at most this many windows
+  uint32_t chunk_overlap_tokens = 32;              // chunk_max: tokens shared by consecutive windows
+  uint32_t target_latency_ms = 50;                 // /health target_latency_met_rate_percent
+};
+
+struct CacheConfig {
+  uint32_t max_entries = 1000;                     // default LRU bound (flags may change it)
+  uint64_t max_bytes = 64ull << 20;                // LRU bound on key bytes + overhead
+};
+
+struct AuditConfig {
+  std::string path = "data/reranker_audit.jsonl";
+  uint32_t queue_capacity = 10000;                 // events buffered; beyond it events are dropped and counted
+  uint32_t max_file_mb = 100;                      // rotate above this size
+  uint32_t retention_days = 7;                     // delete rotated files older than this
+  bool include_query_text = false;                 // otherwise only a query hash is logged
+};
+
+struct FlagsConfig {
+  std::string path = "data/flags.yaml";            // source of truth once it exists
+  uint32_t poll_interval_ms = 1000;                // how often the file is checked for external edits
+  FeatureFlags initial;                            // written to `path` when it does not exist
+};
+
+struct AdminConfig {
+  std::string http_listen = "127.0.0.1:8000";      // /health /live /ready /metrics /flags
+  std::string grpc_listen = "127.0.0.1:50052";     // rerank.admin.v1.Admin
+  std::string token;                               // required for state-changing calls; empty = they are refused
+  uint32_t stats_window_seconds = 300;             // sliding window for /health percentiles
+};
+
+struct LoggingConfig {
+  std::string level = "info";                      // trace | debug | info | warn | error
+};
+
+struct Config {
+  ServerConfig server;
+  ModelConfig model;
+  ExecutionConfig execution;
+  RerankConfig rerank;
+  CacheConfig cache;
+  AuditConfig audit;
+  FlagsConfig flags;
+  AdminConfig admin;
+  LoggingConfig logging;
+};
+
+// Reads an environment variable; injectable for tests. Returns nullopt when unset.
+using EnvLookup = std::function<std::optional<std::string>(const std::string& name)>;
+EnvLookup ProcessEnv();
+
+// Parses YAML text on top of the defaults. Unknown keys and wrong types are errors naming the key.
+absl::StatusOr<Config> ParseConfigYaml(const std::string& yaml_text);
+// Reads `path` (empty: defaults only), applies env overrides, validates.
+absl::StatusOr<Config> LoadConfig(const std::string& path, const EnvLookup& env);
+// Applies the documented environment variables (see deploy/rerankd.example.yaml).
+absl::Status ApplyEnvOverrides(const EnvLookup& env, Config* config);
+// Checks ranges and enums; `cores` is the machine's core count for the threads check (0: skip).
+absl::Status ValidateConfig(const Config& config, unsigned cores);
+
+}  // namespace rerank
+
+#endif  // RERANK_COMMON_CONFIG_H_

@@ -1,0 +1,349 @@
+#include "server/batcher.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+
+namespace rerank {
+
+struct Batcher::JobState {
+  std::shared_ptr<ScoringJob> job;
+  std::vector<float> scores;
+  std::atomic<int> remaining{0};
+  std::atomic<bool> finished{false};
+  absl::Time enqueued;
+};
+
+namespace {
+
+// A row by pointer, hashed/compared by content: identical rows in a batch are scored once.
+struct RowRef {
+  const Encoding* enc;
+  bool operator==(const RowRef& o) const {
+    return enc->input_ids == o.enc->input_ids && enc->token_type_ids == o.enc->token_type_ids;
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const RowRef& r) {
+    return H::combine(std::move(h), r.enc->input_ids, r.enc->token_type_ids);
+  }
+};
+
+}  // namespace
+
+std::vector<MicroBatch> PlanMicroBatches(const std::vector<int64_t>& lengths, int max_rows,
+                                         int64_t max_tokens, int64_t forward_overhead_tokens) {
+  const int n = static_cast<int>(lengths.size());
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return lengths[a] < lengths[b]; });
+  // dp[i]: cheapest split of the i shortest rows; a micro-batch [j, i) costs
+  // (i - j) * len(i - 1) + overhead. O(n * max_rows), n <= a few hundred.
+  constexpr int64_t kInf = std::numeric_limits<int64_t>::max() / 4;
+  std::vector<int64_t> dp(n + 1, kInf);
+  std::vector<int> from(n + 1, 0);
+  dp[0] = 0;
+  for (int i = 1; i <= n; ++i) {
+    const int64_t longest = lengths[order[i - 1]];
+    for (int j = i - 1; j >= 0 && i - j <= std::max(1, max_rows); --j) {
+      const int64_t rows = i - j;
+      if (rows > 1 && rows * longest > max_tokens) break;
+      const int64_t cost = dp[j] + rows * longest + forward_overhead_tokens;
+      if (cost < dp[i]) {
+        dp[i] = cost;
+        from[i] = j;
+      }
+    }
+  }
+  std::vector<MicroBatch> plan;
+  for (int i = n; i > 0; i = from[i]) {
+    MicroBatch mb;
+    mb.seq_len = lengths[order[i - 1]];
+    mb.rows.assign(order.begin() + from[i], order.begin() + i);
+    plan.push_back(std::move(mb));
+  }
+  std::reverse(plan.begin(), plan.end());
+  return plan;
+}
+
+ScoreBatch BuildScoreBatch(const std::vector<const Encoding*>& rows, int64_t seq_len,
+                           int64_t pad_id) {
+  ScoreBatch b;
+  b.rows = static_cast<int64_t>(rows.size());
+  b.seq_len = seq_len;
+  const size_t n = static_cast<size_t>(b.rows * seq_len);
+  b.input_ids.assign(n, pad_id);
+  b.attention_mask.assign(n, 0);
+  b.token_type_ids.assign(n, 0);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const Encoding& e = *rows[r];
+    const size_t len = std::min<size_t>(e.input_ids.size(), static_cast<size_t>(seq_len));
+    const size_t off = r * static_cast<size_t>(seq_len);
+    std::copy_n(e.input_ids.begin(), len, b.input_ids.begin() + off);
+    std::fill_n(b.attention_mask.begin() + off, len, 1);
+    std::copy_n(e.token_type_ids.begin(), std::min(len, e.token_type_ids.size()),
+                b.token_type_ids.begin() + off);
+  }
+  return b;
+}
+
+Batcher::Batcher(const Options& options, ScorerFactory factory, Clock* clock,
+                 BatcherObserver* observer)
+    : options_(options), factory_(std::move(factory)), clock_(clock), observer_(observer) {}
+
+absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(const Options& options,
+                                                         ScorerFactory factory, Clock* clock,
+                                                         BatcherObserver* observer) {
+  if (options.workers < 1) return absl::InvalidArgumentError("execution.workers: must be >= 1");
+  if (options.max_batch_pairs < 1) {
+    return absl::InvalidArgumentError("execution.max_batch_pairs: must be >= 1");
+  }
+  if (options.max_batch_tokens < 1) {
+    return absl::InvalidArgumentError("execution.max_batch_tokens: must be >= 1");
+  }
+  if (options.max_queue_pairs < 1) {
+    return absl::InvalidArgumentError("execution.max_queue_pairs: must be >= 1");
+  }
+  if (!factory) return absl::InvalidArgumentError("Batcher: scorer factory is required");
+  if (clock == nullptr) return absl::InvalidArgumentError("Batcher: clock is required");
+  std::unique_ptr<Batcher> b(new Batcher(options, std::move(factory), clock, observer));
+  for (int i = 0; i < options.workers; ++i) {
+    b->threads_.emplace_back([raw = b.get(), i] { raw->WorkerLoop(i); });
+  }
+  absl::Status start_error;
+  {
+    absl::MutexLock lock(&b->mu_);
+    b->mu_.Await(absl::Condition(
+        +[](Batcher* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+          return self->started_ == self->options_.workers || !self->start_error_.ok();
+        },
+        b.get()));
+    start_error = b->start_error_;
+  }
+  if (!start_error.ok()) {
+    b->Stop();
+    return start_error;
+  }
+  return b;
+}
+
+Batcher::~Batcher() { Stop(); }
+
+absl::Status Batcher::Submit(std::shared_ptr<ScoringJob> job) {
+  if (job == nullptr || job->rows.empty()) {
+    return absl::InvalidArgumentError("Batcher::Submit: a job needs at least one row");
+  }
+  const int n = static_cast<int>(job->rows.size());
+  auto state = std::make_shared<JobState>();
+  state->job = std::move(job);
+  state->scores.assign(n, 0.0f);
+  state->remaining.store(n);
+  state->enqueued = clock_->Now();
+  absl::MutexLock lock(&mu_);
+  if (!accepting_) return absl::UnavailableError("server is draining; retry on another replica");
+  if (static_cast<int>(queue_.size()) + n > options_.max_queue_pairs) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "scoring queue is full (", queue_.size(), " of ", options_.max_queue_pairs,
+        " pairs queued); retry with backoff"));
+  }
+  for (int i = 0; i < n; ++i) queue_.push_back(Item{state, i});
+  return absl::OkStatus();
+}
+
+void Batcher::FinishJob(const std::shared_ptr<JobState>& job,
+                        absl::StatusOr<std::vector<float>> result) {
+  if (job->finished.exchange(true)) return;
+  job->job->done(std::move(result));
+}
+
+bool Batcher::TakeBatch(std::vector<Item>* batch, absl::Time* oldest_enqueue) {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    mu_.Await(absl::Condition(
+        +[](Batcher* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+          return self->stopping_ || !self->queue_.empty();
+        },
+        this));
+    if (stopping_) return false;
+    // Give concurrent requests a short window to join this batch. The wait is in real time
+    // (it is a scheduling delay, not business logic); it ends early once the batch is full.
+    if (static_cast<int>(queue_.size()) < options_.max_batch_pairs &&
+        options_.max_queue_delay > absl::ZeroDuration()) {
+      const absl::Time until = absl::Now() + options_.max_queue_delay;
+      mu_.AwaitWithDeadline(
+          absl::Condition(
+              +[](Batcher* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+                return self->stopping_ ||
+                       static_cast<int>(self->queue_.size()) >= self->options_.max_batch_pairs;
+              },
+              this),
+          until);
+      if (stopping_) return false;
+    }
+    if (queue_.empty()) continue;  // another worker took it
+    *oldest_enqueue = queue_.front().job->enqueued;
+    while (!queue_.empty() && static_cast<int>(batch->size()) < options_.max_batch_pairs) {
+      batch->push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    ++busy_;
+    return true;
+  }
+}
+
+void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time oldest_enqueue) {
+  const absl::Time start = clock_->Now();
+  BatchReport report;
+  report.rows = static_cast<int>(batch.size());
+  report.queue_wait = start - oldest_enqueue;
+
+  // Drop rows of jobs that were cancelled or expired while queued: no inference for them.
+  std::vector<Item> live;
+  live.reserve(batch.size());
+  for (Item& item : batch) {
+    JobState& js = *item.job;
+    if (js.finished.load()) continue;
+    absl::Status drop;
+    if (js.job->is_cancelled && js.job->is_cancelled()) {
+      drop = absl::CancelledError("request cancelled by the client before scoring");
+    } else if (start > js.job->deadline) {
+      drop = absl::DeadlineExceededError("request deadline passed while queued");
+    }
+    if (!drop.ok()) {
+      if (observer_ != nullptr && !js.finished.load()) observer_->OnJobDropped(drop.code());
+      FinishJob(item.job, drop);
+      continue;
+    }
+    live.push_back(std::move(item));
+  }
+
+  // De-duplicate identical rows (same ids and segments): score each once.
+  absl::flat_hash_map<RowRef, int> unique_index;
+  std::vector<const Encoding*> unique_rows;
+  std::vector<int> item_to_unique(live.size());
+  for (size_t i = 0; i < live.size(); ++i) {
+    const Encoding* enc = &live[i].job->job->rows[live[i].row];
+    auto [it, inserted] = unique_index.try_emplace(RowRef{enc}, static_cast<int>(unique_rows.size()));
+    if (inserted) unique_rows.push_back(enc);
+    item_to_unique[i] = it->second;
+  }
+  report.unique_rows = static_cast<int>(unique_rows.size());
+
+  std::vector<float> unique_scores(unique_rows.size(), 0.0f);
+  std::vector<absl::Status> unique_status(unique_rows.size());
+  if (!unique_rows.empty()) {
+    std::vector<int64_t> lengths(unique_rows.size());
+    for (size_t i = 0; i < unique_rows.size(); ++i) {
+      lengths[i] = static_cast<int64_t>(unique_rows[i]->input_ids.size());
+      report.real_tokens += lengths[i];
+    }
+    const auto plan = PlanMicroBatches(lengths, options_.max_batch_pairs,
+                                       options_.max_batch_tokens,
+                                       options_.forward_overhead_tokens);
+    const absl::Time infer_start = clock_->Now();
+    for (const MicroBatch& mb : plan) {
+      std::vector<const Encoding*> rows;
+      rows.reserve(mb.rows.size());
+      for (int r : mb.rows) rows.push_back(unique_rows[r]);
+      ScoreBatch sb = BuildScoreBatch(rows, mb.seq_len, options_.pad_id);
+      report.padded_tokens += sb.rows * sb.seq_len;
+      ++report.forwards;
+      absl::StatusOr<std::vector<float>> scores = scorer.Score(sb);
+      for (size_t k = 0; k < mb.rows.size(); ++k) {
+        if (scores.ok()) {
+          unique_scores[mb.rows[k]] = (*scores)[k];
+        } else {
+          unique_status[mb.rows[k]] = scores.status();
+          report.ok = false;
+        }
+      }
+    }
+    report.inference = clock_->Now() - infer_start;
+  }
+
+  for (size_t i = 0; i < live.size(); ++i) {
+    const std::shared_ptr<JobState>& js = live[i].job;
+    const int u = item_to_unique[i];
+    if (!unique_status[u].ok()) {
+      if (observer_ != nullptr && !js->finished.load()) {
+        observer_->OnJobDropped(unique_status[u].code());
+      }
+      FinishJob(js, unique_status[u]);
+      continue;
+    }
+    js->scores[live[i].row] = unique_scores[u];
+    if (js->remaining.fetch_sub(1) == 1) FinishJob(js, std::move(js->scores));
+  }
+  if (observer_ != nullptr && report.rows > 0) observer_->OnBatch(report);
+}
+
+void Batcher::WorkerLoop(int index) {
+  const std::string name = absl::StrCat("rerank-w", index);
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+  absl::StatusOr<std::unique_ptr<Scorer>> scorer = factory_();
+  {
+    absl::MutexLock lock(&mu_);
+    if (!scorer.ok()) {
+      if (start_error_.ok()) start_error_ = scorer.status();
+      return;
+    }
+    ++started_;
+  }
+  std::vector<Item> batch;
+  while (true) {
+    batch.clear();
+    absl::Time oldest;
+    if (!TakeBatch(&batch, &oldest)) break;
+    RunBatch(**scorer, batch, oldest);
+    batch.clear();  // release job references before reporting idle
+    absl::MutexLock lock(&mu_);
+    --busy_;
+  }
+}
+
+bool Batcher::Drain(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  accepting_ = false;
+  return mu_.AwaitWithTimeout(absl::Condition(
+                                  +[](Batcher* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+                                    return self->queue_.empty() && self->busy_ == 0;
+                                  },
+                                  this),
+                              timeout);
+}
+
+void Batcher::Stop() {
+  std::deque<Item> leftover;
+  {
+    absl::MutexLock lock(&mu_);
+    accepting_ = false;
+    stopping_ = true;
+    leftover.swap(queue_);
+  }
+  for (Item& item : leftover) {
+    FinishJob(item.job, absl::UnavailableError("server is shutting down"));
+  }
+  for (std::thread& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+int Batcher::queued_rows() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int>(queue_.size());
+}
+
+int Batcher::busy_workers() const {
+  absl::MutexLock lock(&mu_);
+  return busy_;
+}
+
+}  // namespace rerank

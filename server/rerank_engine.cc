@@ -1,0 +1,456 @@
+#include "server/rerank_engine.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+#include <random>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/rollout.h"
+
+namespace rerank {
+namespace {
+
+// Returns the byte offset of the first invalid UTF-8 sequence, or npos.
+size_t FindInvalidUtf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const size_t n = s.size();
+  size_t i = 0;
+  while (i < n) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    int len;
+    uint32_t min;
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2, min = 0x80, cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3, min = 0x800, cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4, min = 0x10000, cp = c & 0x07;
+    } else {
+      return i;
+    }
+    if (i + len > n) return i;
+    for (int k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+std::string NewRequestId() {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  return absl::StrFormat("%016x", rng());
+}
+
+// Stable (across processes) 64-bit FNV-1a, for the audit trail's query hash.
+std::string QueryHash(std::string_view q) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : q) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return absl::StrFormat("%016x", h);
+}
+
+float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+}  // namespace
+
+struct RerankEngine::SubPlan {
+  const v1::RerankRequest* request = nullptr;  // outlives the call (see header)
+  std::string request_id;
+  uint32_t top_n = 0;
+  bool sigmoid = false;
+  bool reranked = true;       // false: pass-through
+  bool use_cache = false;
+  std::string cache_namespace;
+  struct Doc {
+    int index = 0;            // into request->documents()
+    int first_row = -1;       // into the run's rows; -1 when cached
+    int num_rows = 0;
+    bool cached = false;
+    float raw_score = 0.0f;
+  };
+  std::vector<Doc> docs;      // the candidates considered (overfetch may cut the list)
+  int cache_lookups = 0;
+  int cache_hits = 0;
+  int rows = 0;
+  std::string model_name;
+  std::string model_version;
+};
+
+struct RerankEngine::RunState {
+  std::string rpc;
+  CallInfo call;
+  absl::Time start;
+  std::shared_ptr<const FeatureFlags> flags;
+  std::string batch_request_id;  // RerankBatch only
+  std::vector<SubPlan> plans;
+  std::vector<Encoding> rows;
+  std::vector<v1::RerankResponse> responses;
+  RerankDone rerank_done;
+  BatchDone batch_done;
+};
+
+RerankEngine::RerankEngine(const Options& options, Deps deps)
+    : options_(options), deps_(std::move(deps)) {
+  cache_namespace_ = absl::StrCat(deps_.model.version, "|L", options_.max_length);
+}
+
+absl::StatusOr<std::unique_ptr<RerankEngine>> RerankEngine::Create(const Options& options,
+                                                                   Deps deps) {
+  if (deps.tokenizer == nullptr || deps.batcher == nullptr || deps.flags == nullptr ||
+      deps.clock == nullptr || deps.audit == nullptr) {
+    return absl::InvalidArgumentError(
+        "RerankEngine: tokenizer, batcher, flags, clock and audit are required");
+  }
+  if (options.default_top_n < 1) return absl::InvalidArgumentError("rerank.default_top_n: must be >= 1");
+  if (options.max_documents < 1) return absl::InvalidArgumentError("rerank.max_documents: must be >= 1");
+  if (options.max_length < 8) return absl::InvalidArgumentError("model.max_length: must be >= 8");
+  if (options.max_chunks_per_doc < 1) {
+    return absl::InvalidArgumentError("rerank.max_chunks_per_doc: must be >= 1");
+  }
+  return std::unique_ptr<RerankEngine>(new RerankEngine(options, std::move(deps)));
+}
+
+absl::Status RerankEngine::CheckRateLimit(const std::string& client_key, const FeatureFlags& flags,
+                                          const std::string& request_id) const {
+  if (deps_.rate_limiter == nullptr || !flags.rate_limit_enabled) return absl::OkStatus();
+  deps_.rate_limiter->SetRequestsPerMinute(flags.rate_limit_per_minute);
+  RateLimiter::Decision d = deps_.rate_limiter->Allow(client_key);
+  if (d.allowed) return absl::OkStatus();
+  const int64_t retry_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::Ceil(d.retry_after, absl::Milliseconds(1))));
+  nlohmann::json ev = {{"client_id", client_key},
+                       {"request_id", request_id},
+                       {"limit_per_minute", flags.rate_limit_per_minute},
+                       {"retry_after_ms", retry_ms}};
+  deps_.audit->Record("rate_limit_violation", std::move(ev));
+  absl::Status s = absl::ResourceExhaustedError(absl::StrFormat(
+      "rate limit of %d requests/minute exceeded for client '%s'; retry after %.3fs",
+      flags.rate_limit_per_minute, client_key, retry_ms / 1000.0));
+  s.SetPayload(kRetryAfterPayload, absl::Cord(absl::StrCat(retry_ms)));
+  return s;
+}
+
+absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string& prefix,
+                                const std::string& client_key, const FeatureFlags& flags,
+                                std::vector<Encoding>* rows, SubPlan* plan) const {
+  plan->request = &req;
+  plan->request_id = req.request_id().empty() ? NewRequestId() : req.request_id();
+  plan->model_name = deps_.model.name;
+  plan->model_version = deps_.model.version;
+  auto bad = [&](const std::string& field, const std::string& msg) {
+    return absl::InvalidArgumentError(absl::StrCat(prefix, field, ": ", msg));
+  };
+  // --- validation (documented in README "Bad input") ---
+  if (req.query().size() > options_.max_query_bytes) {
+    return bad("query", absl::StrCat(req.query().size(), " bytes exceeds the limit of ",
+                                     options_.max_query_bytes, " (rerank.max_query_bytes)"));
+  }
+  if (size_t off = FindInvalidUtf8(req.query()); off != std::string_view::npos) {
+    return bad("query", absl::StrCat("invalid UTF-8 at byte ", off));
+  }
+  if (absl::StripAsciiWhitespace(req.query()).empty()) return bad("query", "must not be empty");
+  const int n = req.documents_size();
+  if (n == 0) return bad("documents", "must contain at least one document");
+  if (static_cast<uint32_t>(n) > options_.max_documents) {
+    return bad("documents", absl::StrCat(n, " documents exceeds the limit of ",
+                                         options_.max_documents, " (rerank.max_documents)"));
+  }
+  for (int i = 0; i < n; ++i) {
+    const std::string& text = req.documents(i).text();
+    if (text.size() > options_.max_document_bytes) {
+      return bad(absl::StrCat("documents[", i, "].text"),
+                 absl::StrCat(text.size(), " bytes exceeds the limit of ",
+                              options_.max_document_bytes, " (rerank.max_document_bytes)"));
+    }
+    if (size_t off = FindInvalidUtf8(text); off != std::string_view::npos) {
+      return bad(absl::StrCat("documents[", i, "].text"), absl::StrCat("invalid UTF-8 at byte ", off));
+    }
+    if (size_t off = FindInvalidUtf8(req.documents(i).id()); off != std::string_view::npos) {
+      return bad(absl::StrCat("documents[", i, "].id"), absl::StrCat("invalid UTF-8 at byte ", off));
+    }
+  }
+  if (!v1::ScoreActivation_IsValid(req.score_activation())) {
+    return bad("score_activation", absl::StrCat("unknown value ", req.score_activation()));
+  }
+  if (!v1::LongDocumentMode_IsValid(req.long_document_mode())) {
+    return bad("long_document_mode", absl::StrCat("unknown value ", req.long_document_mode()));
+  }
+
+  // --- flags: overfetch and top_n ---
+  int considered = n;
+  uint32_t default_top_n = options_.default_top_n;
+  if (flags.overfetch_enabled) {
+    considered = std::min<int>(n, static_cast<int>(flags.overfetch_candidates));
+    default_top_n = flags.overfetch_top_n;
+  }
+  plan->top_n = req.top_n() == 0 ? default_top_n : req.top_n();
+  plan->sigmoid = req.score_activation() == v1::SCORE_ACTIVATION_UNSPECIFIED
+                      ? options_.sigmoid_by_default
+                      : req.score_activation() == v1::SCORE_ACTIVATION_SIGMOID;
+  plan->docs.resize(considered);
+  for (int i = 0; i < considered; ++i) plan->docs[i].index = i;
+  if (!flags.reranker_enabled) {
+    plan->reranked = false;  // pass-through: original order, cut to top_n
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<int32_t>> query_ids = deps_.tokenizer->Tokenize(req.query());
+  if (!query_ids.ok()) return bad("query", std::string(query_ids.status().message()));
+  if (query_ids->empty()) return bad("query", "has no tokens (only whitespace or control characters)");
+
+  const bool chunk = req.long_document_mode() == v1::LONG_DOCUMENT_MODE_UNSPECIFIED
+                         ? options_.chunk_long_documents
+                         : req.long_document_mode() == v1::LONG_DOCUMENT_MODE_CHUNK_MAX;
+  plan->cache_namespace =
+      chunk ? absl::StrCat(cache_namespace_, "|chunk", options_.max_chunks_per_doc, "o",
+                           options_.chunk_overlap_tokens)
+            : absl::StrCat(cache_namespace_, "|trunc");
+  plan->use_cache = deps_.cache != nullptr && flags.cache_enabled &&
+                    InRollout(client_key, flags.cache_traffic_percent);
+  if (plan->use_cache) {
+    std::vector<std::string_view> texts(considered);
+    for (int i = 0; i < considered; ++i) texts[i] = req.documents(i).text();
+    std::vector<std::optional<float>> hits =
+        deps_.cache->LookupBatch(plan->cache_namespace, req.query(), texts);
+    plan->cache_lookups = considered;
+    for (int i = 0; i < considered; ++i) {
+      if (hits[i].has_value()) {
+        plan->docs[i].cached = true;
+        plan->docs[i].raw_score = *hits[i];
+        ++plan->cache_hits;
+      }
+    }
+  }
+  for (int i = 0; i < considered; ++i) {
+    SubPlan::Doc& doc = plan->docs[i];
+    if (doc.cached) continue;
+    absl::StatusOr<std::vector<int32_t>> doc_ids = deps_.tokenizer->Tokenize(req.documents(i).text());
+    if (!doc_ids.ok()) {
+      return bad(absl::StrCat("documents[", i, "].text"), std::string(doc_ids.status().message()));
+    }
+    doc.first_row = static_cast<int>(rows->size());
+    if (chunk) {
+      std::vector<Encoding> chunks = deps_.tokenizer->EncodePairChunks(
+          *query_ids, *doc_ids, static_cast<int>(options_.max_length),
+          static_cast<int>(options_.chunk_overlap_tokens),
+          static_cast<int>(options_.max_chunks_per_doc));
+      doc.num_rows = static_cast<int>(chunks.size());
+      for (Encoding& e : chunks) rows->push_back(std::move(e));
+    } else {
+      rows->push_back(deps_.tokenizer->EncodePair(*query_ids, *doc_ids,
+                                                  static_cast<int>(options_.max_length)));
+      doc.num_rows = 1;
+    }
+    plan->rows += doc.num_rows;
+  }
+  return absl::OkStatus();
+}
+
+v1::RerankResponse RerankEngine::Assemble(const SubPlan& plan,
+                                          const std::vector<float>& row_scores) {
+  v1::RerankResponse resp;
+  resp.set_model_name(plan.model_name);
+  resp.set_model_version(plan.model_version);
+  resp.set_request_id(plan.request_id);
+  resp.set_reranked(plan.reranked);
+  resp.set_cache_hits(static_cast<uint32_t>(plan.cache_hits));
+  const v1::RerankRequest& req = *plan.request;
+  const size_t n = plan.docs.size();
+  std::vector<float> scores(n, 0.0f);
+  std::vector<int> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  if (plan.reranked) {
+    for (size_t i = 0; i < n; ++i) {
+      const SubPlan::Doc& d = plan.docs[i];
+      float s = d.raw_score;
+      if (!d.cached) {
+        s = row_scores[d.first_row];
+        for (int k = 1; k < d.num_rows; ++k) s = std::max(s, row_scores[d.first_row + k]);
+      }
+      scores[i] = plan.sigmoid ? Sigmoid(s) : s;
+    }
+    // Score descending, ties by original index ascending (stable_sort keeps index order).
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return scores[a] > scores[b]; });
+  }
+  const size_t k = std::min<size_t>(plan.top_n, n);
+  for (size_t r = 0; r < k; ++r) {
+    const SubPlan::Doc& d = plan.docs[order[r]];
+    v1::RerankResult* out = resp.add_results();
+    out->set_index(static_cast<uint32_t>(d.index));
+    out->set_id(req.documents(d.index).id());
+    out->set_score(scores[order[r]]);
+    if (req.return_documents()) out->set_text(req.documents(d.index).text());
+  }
+  return resp;
+}
+
+void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call,
+                          RerankDone done) {
+  auto state = std::make_shared<RunState>();
+  state->rpc = "Rerank";
+  state->call = call;
+  state->start = deps_.clock->Now();
+  state->flags = deps_.flags->Current();
+  state->rerank_done = std::move(done);
+  state->plans.resize(1);
+  SubPlan& plan = state->plans[0];
+  plan.request = &request;
+  plan.request_id = request.request_id();
+  if (absl::Status s = CheckRateLimit(call.client_key, *state->flags, request.request_id());
+      !s.ok()) {
+    return Complete(*state, s);
+  }
+  if (absl::Status s = Plan(request, "", call.client_key, *state->flags, &state->rows, &plan);
+      !s.ok()) {
+    return Complete(*state, s);
+  }
+  Run(std::move(state));
+}
+
+void RerankEngine::RerankBatch(const v1::RerankBatchRequest& request, const CallInfo& call,
+                               BatchDone done) {
+  auto state = std::make_shared<RunState>();
+  state->rpc = "RerankBatch";
+  state->call = call;
+  state->start = deps_.clock->Now();
+  state->flags = deps_.flags->Current();
+  state->batch_done = std::move(done);
+  state->batch_request_id = request.request_id().empty() ? NewRequestId() : request.request_id();
+  if (!state->flags->batch_enabled) {
+    return Complete(*state, absl::FailedPreconditionError(absl::StrCat(
+                                "batch reranking is disabled by feature flag (stage '",
+                                state->flags->stage, "'); use Rerank per query")));
+  }
+  if (absl::Status s = CheckRateLimit(call.client_key, *state->flags, state->batch_request_id);
+      !s.ok()) {
+    return Complete(*state, s);
+  }
+  if (request.requests_size() == 0) {
+    return Complete(*state, absl::InvalidArgumentError("requests: must contain at least one request"));
+  }
+  if (static_cast<uint32_t>(request.requests_size()) > options_.max_batch_requests) {
+    return Complete(*state, absl::InvalidArgumentError(absl::StrCat(
+                                "requests: ", request.requests_size(),
+                                " requests exceeds the limit of ", options_.max_batch_requests,
+                                " (rerank.max_batch_requests)")));
+  }
+  state->plans.resize(request.requests_size());
+  for (int i = 0; i < request.requests_size(); ++i) {
+    const v1::RerankRequest& sub = request.requests(i);
+    const std::string& key = sub.client_id().empty() ? call.client_key : sub.client_id();
+    absl::Status s = Plan(sub, absl::StrCat("requests[", i, "]."), key, *state->flags,
+                          &state->rows, &state->plans[i]);
+    if (!s.ok()) {
+      state->plans.resize(i + 1);
+      return Complete(*state, s);
+    }
+  }
+  Run(std::move(state));
+}
+
+void RerankEngine::Run(std::shared_ptr<RunState> state) {
+  if (state->rows.empty()) {  // pass-through, or every pair cached
+    for (const SubPlan& p : state->plans) state->responses.push_back(Assemble(p, {}));
+    return Complete(*state, absl::OkStatus());
+  }
+  auto job = std::make_shared<ScoringJob>();
+  job->rows = std::move(state->rows);
+  job->deadline = state->call.deadline;
+  job->is_cancelled = state->call.is_cancelled;
+  job->done = [this, state](absl::StatusOr<std::vector<float>> scores) {
+    if (!scores.ok()) return Complete(*state, scores.status());
+    for (const SubPlan& p : state->plans) {
+      if (p.use_cache && deps_.cache != nullptr) {
+        for (const SubPlan::Doc& d : p.docs) {
+          if (d.cached || d.num_rows == 0) continue;
+          float s = (*scores)[d.first_row];
+          for (int k = 1; k < d.num_rows; ++k) s = std::max(s, (*scores)[d.first_row + k]);
+          deps_.cache->Insert(p.cache_namespace, p.request->query(),
+                              p.request->documents(d.index).text(), s);
+        }
+      }
+      state->responses.push_back(Assemble(p, *scores));
+    }
+    Complete(*state, absl::OkStatus());
+  };
+  absl::Status submitted = deps_.batcher->Submit(job);
+  if (!submitted.ok()) Complete(*state, submitted);  // `done` is not called on a failed Submit
+}
+
+void RerankEngine::Complete(RunState& state, absl::Status status) {
+  const absl::Duration latency = deps_.clock->Now() - state.start;
+  const double latency_ms = absl::ToDoubleMilliseconds(latency);
+  RequestReport report;
+  report.rpc = state.rpc;
+  report.code = status.code();
+  report.latency = latency;
+  report.queries = static_cast<int>(state.plans.size());
+  report.rate_limited = status.code() == absl::StatusCode::kResourceExhausted &&
+                        status.GetPayload(kRetryAfterPayload).has_value();
+  for (const SubPlan& p : state.plans) {
+    report.documents += static_cast<int>(p.docs.size());
+    report.pairs_scored += p.rows;
+    report.cache_lookups += p.cache_lookups;
+    report.cache_hits += p.cache_hits;
+  }
+  report.reranked = status.ok() && !state.plans.empty() && state.plans[0].reranked;
+  if (state.flags->audit_enabled && !report.rate_limited) {
+    // One `rerank` event per (sub-)request; an RPC rejected before planning logs one event.
+    const size_t events = std::max<size_t>(1, state.plans.size());
+    for (size_t i = 0; i < events; ++i) {
+      nlohmann::json ev;
+      const SubPlan* p = i < state.plans.size() ? &state.plans[i] : nullptr;
+      ev["request_id"] = p != nullptr && !p->request_id.empty() ? p->request_id : state.batch_request_id;
+      ev["client_id"] = state.call.client_key;
+      ev["rpc"] = state.rpc;
+      if (!state.batch_request_id.empty()) ev["batch_request_id"] = state.batch_request_id;
+      if (p != nullptr && p->request != nullptr) {
+        ev["query_hash"] = QueryHash(p->request->query());
+        if (options_.include_query_text_in_audit) ev["query"] = p->request->query();
+        ev["num_documents"] = p->request->documents_size();
+        ev["top_n"] = p->top_n;
+        ev["cache_hits"] = p->cache_hits;
+        ev["reranked"] = status.ok() && p->reranked;
+      }
+      ev["latency_ms"] = latency_ms;
+      ev["success"] = status.ok();
+      ev["error"] = status.ok() ? nlohmann::json(nullptr)
+                                : nlohmann::json(absl::StrCat(absl::StatusCodeToString(status.code()),
+                                                              ": ", status.message()));
+      ev["model_version"] = deps_.model.version;
+      deps_.audit->Record("rerank", std::move(ev));
+    }
+  }
+  if (deps_.observer != nullptr) deps_.observer->OnRequest(report);
+  if (state.rerank_done) {
+    v1::RerankResponse resp;
+    if (status.ok() && !state.responses.empty()) resp = std::move(state.responses[0]);
+    auto done = std::move(state.rerank_done);
+    done(std::move(status), std::move(resp));
+  } else if (state.batch_done) {
+    v1::RerankBatchResponse resp;
+    if (status.ok()) {
+      for (auto& r : state.responses) *resp.add_responses() = std::move(r);
+    }
+    auto done = std::move(state.batch_done);
+    done(std::move(status), std::move(resp));
+  }
+}
+
+}  // namespace rerank

@@ -1,0 +1,40 @@
+// gRPC adapter for rerank.v1.Reranker on the callback API: handlers never block; they hand the
+// request to the RerankEngine and return a reactor that the engine's completion finishes exactly
+// once (also on cancel, deadline and queue-full). This is the one place absl::Status becomes
+// grpc::Status. The data port serves only this service, health and reflection: no admin calls.
+#ifndef RERANK_SERVER_RERANK_SERVICE_H_
+#define RERANK_SERVER_RERANK_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/status.h"
+#include "rerank/v1/reranker.grpc.pb.h"
+#include "server/rerank_engine.h"
+
+namespace rerank {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+class RerankService final : public v1::Reranker::CallbackService {
+ public:
+  // `engine` is not owned and must outlive the service (and the grpc::Server serving it).
+  explicit RerankService(RerankEngine* engine) : engine_(engine) {}
+
+  grpc::ServerUnaryReactor* Rerank(grpc::CallbackServerContext* context,
+                                   const v1::RerankRequest* request,
+                                   v1::RerankResponse* response) override;
+  grpc::ServerUnaryReactor* RerankBatch(grpc::CallbackServerContext* context,
+                                        const v1::RerankBatchRequest* request,
+                                        v1::RerankBatchResponse* response) override;
+
+ private:
+  RerankEngine* const engine_;
+};
+
+// The client key for rate limiting, cache rollout and audit: the request's client_id, else the
+// `x-client-id` metadata, else the peer address.
+std::string ClientKey(const grpc::CallbackServerContext& context, const std::string& client_id);
+
+}  // namespace rerank
+
+#endif  // RERANK_SERVER_RERANK_SERVICE_H_

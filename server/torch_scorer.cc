@@ -1,0 +1,146 @@
+#include "server/torch_scorer.h"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <mutex>
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/script.h>
+
+#include "absl/strings/str_cat.h"
+
+namespace rerank {
+
+struct TorchScorer::Impl {
+  torch::jit::Module module;
+  Options options;
+  bool autocast_bf16 = false;
+};
+
+namespace {
+
+// OpenBLAS reads OPENBLAS_NUM_THREADS when the library loads, before main(); set it through its
+// API as well, so a caller that forgot the variable still gets single-threaded BLAS calls.
+void SetBlasThreads(int n) {
+  using SetThreadsFn = void (*)(int);
+  for (const char* sym : {"openblas_set_num_threads", "goto_set_num_threads"}) {
+    if (auto fn = reinterpret_cast<SetThreadsFn>(dlsym(RTLD_DEFAULT, sym))) fn(n);
+  }
+}
+
+}  // namespace
+
+void InitTorchRuntime(int intra_op_threads) {
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    SetBlasThreads(1);
+    try {
+      at::set_num_interop_threads(1);
+    } catch (const std::exception&) {
+      // Already set (a second runtime in tests): harmless.
+    }
+    at::set_num_threads(intra_op_threads);
+    // Shapes change every batch (rows x longest row); the profiling executor would re-profile
+    // and specialise on them. The simple executor runs the graph as exported.
+    torch::jit::getProfilingMode() = false;
+    torch::jit::getExecutorMode() = false;
+    torch::jit::setGraphExecutorOptimize(false);
+  });
+}
+
+TorchScorer::TorchScorer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+TorchScorer::~TorchScorer() = default;
+
+absl::StatusOr<std::unique_ptr<TorchScorer>> TorchScorer::Create(const Options& options) {
+  if (options.precision != "fp32" && options.precision != "bf16") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model.precision: must be fp32 or bf16, got '", options.precision, "'"));
+  }
+  if (options.intra_op_threads < 1) {
+    return absl::InvalidArgumentError("execution.intra_op_threads: must be >= 1");
+  }
+  at::set_num_threads(options.intra_op_threads);
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  try {
+    c10::InferenceMode guard;
+    impl->module = torch::jit::load(options.model_path, torch::kCPU);
+    impl->module.eval();
+    if (options.precision == "bf16") {
+      const char* mode = std::getenv("RERANK_BF16_MODE");  // measurement knob: cast | autocast
+      if (mode != nullptr && std::string(mode) == "autocast") {
+        impl->autocast_bf16 = true;
+      } else {
+        // All parameters in bfloat16: every GEMM runs on oneDNN's AVX-512 BF16 kernels with no
+        // per-call weight conversion. LayerNorm/softmax accumulate in fp32 inside ATen's bf16
+        // kernels; the module returns float32 logits. Fidelity vs fp32 is measured in
+        // bench/RESULTS.md.
+        impl->module.to(torch::kBFloat16);
+      }
+    }
+  } catch (const c10::Error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model.dir: cannot load TorchScript ", options.model_path, ": ",
+                     e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model.dir: cannot load TorchScript ", options.model_path, ": ", e.what()));
+  }
+  return std::unique_ptr<TorchScorer>(new TorchScorer(std::move(impl)));
+}
+
+absl::StatusOr<std::vector<float>> TorchScorer::Score(const ScoreBatch& batch) {
+  const int64_t n = batch.rows * batch.seq_len;
+  if (batch.rows <= 0 || batch.seq_len <= 0 || static_cast<int64_t>(batch.input_ids.size()) != n ||
+      static_cast<int64_t>(batch.attention_mask.size()) != n ||
+      static_cast<int64_t>(batch.token_type_ids.size()) != n) {
+    return absl::InternalError(absl::StrCat("malformed batch: rows=", batch.rows,
+                                            " seq_len=", batch.seq_len));
+  }
+  try {
+    c10::InferenceMode guard;
+    auto opts = torch::TensorOptions().dtype(torch::kInt64);
+    // from_blob: no copy; the batch outlives the forward call.
+    auto shape = std::vector<int64_t>{batch.rows, batch.seq_len};
+    auto ids = torch::from_blob(const_cast<int64_t*>(batch.input_ids.data()), shape, opts);
+    auto mask = torch::from_blob(const_cast<int64_t*>(batch.attention_mask.data()), shape, opts);
+    auto types = torch::from_blob(const_cast<int64_t*>(batch.token_type_ids.data()), shape, opts);
+    std::vector<torch::jit::IValue> inputs{ids, mask, types};
+    torch::jit::IValue out;
+    if (impl_->autocast_bf16) {
+      at::autocast::set_cpu_enabled(true);
+      at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+      out = impl_->module.forward(inputs);
+      at::autocast::set_cpu_enabled(false);
+      at::autocast::clear_cache();
+    } else {
+      out = impl_->module.forward(inputs);
+    }
+    at::Tensor logits;
+    if (out.isTensor()) {
+      logits = out.toTensor();
+    } else if (out.isTuple() && !out.toTupleRef().elements().empty() &&
+               out.toTupleRef().elements()[0].isTensor()) {
+      logits = out.toTupleRef().elements()[0].toTensor();
+    } else {
+      return absl::InternalError("model output is not a tensor (expected logits [B] or [B, 1])");
+    }
+    logits = logits.to(torch::kFloat32).contiguous();
+    if (logits.dim() == 2 && logits.size(1) == 1) logits = logits.squeeze(1);
+    if (logits.dim() != 1 || logits.size(0) != batch.rows) {
+      return absl::InternalError(absl::StrCat("model output has shape ",
+                                              c10::str(logits.sizes()), ", expected [",
+                                              batch.rows, "] or [", batch.rows, ", 1]"));
+    }
+    const float* p = logits.data_ptr<float>();
+    return std::vector<float>(p, p + batch.rows);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("inference failed: ", e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("inference failed: ", e.what()));
+  }
+}
+
+}  // namespace rerank
