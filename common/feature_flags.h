@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace rerank {
@@ -34,12 +35,26 @@ struct FeatureFlags {
 };
 
 // The named stages of the deployment guide, in rollout order:
-// feature-flags, cache-10, cache-50, cache-100, full, rollback.
+// feature-flags, cache-10, cache-50, cache-100, full, rollback; then `disabled` (reranker off:
+// the full rollback, pass-through of the original order).
 const std::vector<std::string>& StageNames();
 
 // Applies stage `name` on top of `base` (fields a stage does not mention keep base's value).
 // InvalidArgument naming the stage (and listing valid ones) when unknown.
 absl::StatusOr<FeatureFlags> ApplyStage(std::string_view name, const FeatureFlags& base);
+
+// `stage` of flags that were edited field by field rather than set from a named stage.
+inline constexpr char kCustomStage[] = "custom";
+
+// Upper bounds enforced by ValidateFlags.
+inline constexpr uint32_t kMaxCacheEntries = 10'000'000;
+inline constexpr uint32_t kMaxOverfetchCandidates = 1000;
+inline constexpr uint32_t kMaxRateLimitPerMinute = 100'000'000;
+
+// Checks every field; InvalidArgument naming the flags-file key of the first bad one, e.g.
+// "cache.traffic_percent: must be 0..100, got 150". `stage` must be a StageNames() entry or
+// kCustomStage; 1 <= overfetch_top_n <= overfetch_candidates; rate_limit_per_minute >= 1.
+absl::Status ValidateFlags(const FeatureFlags& flags);
 
 // Read side of the flags, injected into the data plane. Thread-safe.
 class FlagSource {

@@ -16,40 +16,6 @@
 namespace rerank {
 namespace {
 
-// Returns the byte offset of the first invalid UTF-8 sequence, or npos.
-size_t FindInvalidUtf8(std::string_view s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned char c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    int len;
-    uint32_t min;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2, min = 0x80, cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3, min = 0x800, cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4, min = 0x10000, cp = c & 0x07;
-    } else {
-      return i;
-    }
-    if (i + len > n) return i;
-    for (int k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-    i += len;
-  }
-  return std::string_view::npos;
-}
-
 std::string NewRequestId() {
   thread_local std::mt19937_64 rng(std::random_device{}());
   return absl::StrFormat("%016x", rng());
@@ -129,7 +95,7 @@ absl::StatusOr<std::unique_ptr<RerankEngine>> RerankEngine::Create(const Options
 absl::Status RerankEngine::CheckRateLimit(const std::string& client_key, const FeatureFlags& flags,
                                           const std::string& request_id) const {
   if (deps_.rate_limiter == nullptr || !flags.rate_limit_enabled) return absl::OkStatus();
-  deps_.rate_limiter->SetRequestsPerMinute(flags.rate_limit_per_minute);
+  deps_.rate_limiter->SetRequestsPerMinute(flags.rate_limit_per_minute).IgnoreError();
   RateLimiter::Decision d = deps_.rate_limiter->Allow(client_key);
   if (d.allowed) return absl::OkStatus();
   const int64_t retry_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::Ceil(d.retry_after, absl::Milliseconds(1))));

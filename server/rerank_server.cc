@@ -13,6 +13,10 @@
 
 namespace rerank {
 
+absl::StatusOr<std::unique_ptr<RerankServer>> RerankServer::Create(const Config& config) {
+  return Create(config, Overrides());
+}
+
 absl::StatusOr<std::unique_ptr<RerankServer>> RerankServer::Create(const Config& config,
                                                                    Overrides overrides) {
   std::unique_ptr<RerankServer> server(new RerankServer(config));
@@ -63,7 +67,7 @@ absl::Status RerankServer::Init(Overrides overrides) {
   flag_opts.path = c.flags.path;
   flag_opts.poll_interval = absl::Milliseconds(c.flags.poll_interval_ms);
   flag_opts.initial = c.flags.initial;
-  absl::StatusOr<std::unique_ptr<FlagStore>> flags = FlagStore::Create(flag_opts, audit_.get(), clock_);
+  absl::StatusOr<std::unique_ptr<FlagStore>> flags = FlagStore::Create(flag_opts, clock_, audit_.get());
   if (!flags.ok()) return flags.status();
   flags_ = *std::move(flags);
 

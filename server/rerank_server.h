@@ -41,8 +41,9 @@ class RerankServer {
     BatcherObserver* batcher_observer = nullptr;
   };
 
+  static absl::StatusOr<std::unique_ptr<RerankServer>> Create(const Config& config);
   static absl::StatusOr<std::unique_ptr<RerankServer>> Create(const Config& config,
-                                                              Overrides overrides = {});
+                                                              Overrides overrides);
   ~RerankServer();
 
   // Drains and stops. Safe to call more than once and from any thread but a gRPC callback.

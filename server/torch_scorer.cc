@@ -2,10 +2,10 @@
 
 #include <dlfcn.h>
 
-#include <cstdlib>
 #include <mutex>
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
 
@@ -69,15 +69,27 @@ absl::StatusOr<std::unique_ptr<TorchScorer>> TorchScorer::Create(const Options& 
     impl->module = torch::jit::load(options.model_path, torch::kCPU);
     impl->module.eval();
     if (options.precision == "bf16") {
-      const char* mode = std::getenv("RERANK_BF16_MODE");  // measurement knob: cast | autocast
-      if (mode != nullptr && std::string(mode) == "autocast") {
-        impl->autocast_bf16 = true;
+      if (impl->module.hasattr("rerank_mixed_precision")) {
+        // Exported by tools/export_model.py: cast exactly its FastLinear submodules. Their GEMMs
+        // run on oneDNN's AVX-512 BF16 kernels while embeddings, LayerNorm and the residual
+        // stream stay float32 (fidelity vs fp32 is measured in bench/RESULTS.md).
+        int cast = 0;
+        for (const auto& sub : impl->module.named_modules()) {
+          const auto& qn = sub.value.type()->name();
+          if (qn.has_value() && qn->name() == "FastLinear") {
+            torch::jit::Module m = sub.value;  // a handle to the same module object
+            m.to(torch::kBFloat16);
+            ++cast;
+          }
+        }
+        if (cast == 0) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "model.precision: bf16 requested but ", options.model_path,
+              " declares rerank_mixed_precision and has no FastLinear submodules"));
+        }
       } else {
-        // All parameters in bfloat16: every GEMM runs on oneDNN's AVX-512 BF16 kernels with no
-        // per-call weight conversion. LayerNorm/softmax accumulate in fp32 inside ATen's bf16
-        // kernels; the module returns float32 logits. Fidelity vs fp32 is measured in
-        // bench/RESULTS.md.
-        impl->module.to(torch::kBFloat16);
+        // A TorchScript model from elsewhere: CPU autocast decides per op (GEMMs in bf16).
+        impl->autocast_bf16 = true;
       }
     }
   } catch (const c10::Error& e) {

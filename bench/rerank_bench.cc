@@ -1,0 +1,334 @@
+// rerank-bench: the benchmark for rerankd on the SciFact workload (a query + 20 passages each).
+//
+//   raw   : the model alone, in-process. Each request is tokenized exactly as the server does and
+//           planned into the same micro-batches (PlanMicroBatches), then run through TorchScorer
+//           replicas (--workers threads x --threads intra-op threads). Reports model-only pairs/s
+//           and the per-request forward time.
+//   serve : an open-loop (--rate R req/s, Poisson arrivals) or closed-loop (--concurrency C)
+//           load generator against a running server over gRPC. Reports pairs/s and latency
+//           percentiles.
+//
+// Both print one JSON summary line last, so scripts (bench/run_bench.sh) can compute ratios.
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "nlohmann/json.hpp"
+#include "rerank/v1/reranker.grpc.pb.h"
+#include "server/batcher.h"
+#include "server/tokenizer.h"
+#include "server/torch_scorer.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Args {
+  std::string mode = "raw";
+  std::string workload = "../shared/data/bench/scifact_20docs.jsonl";
+  std::string model_dir = "models/demo-minilm-l6";
+  std::string precision = "bf16";
+  std::string target = "127.0.0.1:50051";
+  int max_length = 512;
+  int workers = 1;
+  int threads = 2;
+  int max_batch_pairs = 64;
+  int64_t max_batch_tokens = 8192;
+  int64_t overhead = 128;
+  int requests = 300;       // requests to send / run
+  int warmup = 10;
+  double rate = 0;          // serve: open-loop arrivals per second (0 = closed loop)
+  int concurrency = 1;      // serve: closed-loop outstanding requests
+  bool one_batch_per_request = false;  // raw: pad the whole request to its longest pair
+};
+
+struct Request {
+  std::string query;
+  std::vector<std::pair<std::string, std::string>> docs;  // id, text
+};
+
+std::vector<Request> LoadWorkload(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    std::cerr << "rerank-bench: cannot read workload " << path << "\n";
+    std::exit(2);
+  }
+  std::vector<Request> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    auto j = nlohmann::json::parse(line);
+    Request r;
+    r.query = j.at("query").get<std::string>();
+    for (const auto& d : j.at("documents")) {
+      r.docs.emplace_back(d.at("id").get<std::string>(), d.at("text").get<std::string>());
+    }
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t idx = std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * (v.size() - 1) + 0.5));
+  return v[idx];
+}
+
+int RunRaw(const Args& a, const std::vector<Request>& work) {
+  rerank::WordPieceTokenizer::Options to;
+  to.vocab_path = a.model_dir + "/vocab.txt";
+  auto tok = rerank::WordPieceTokenizer::Create(to);
+  if (!tok.ok()) {
+    std::cerr << tok.status() << "\n";
+    return 2;
+  }
+  // Tokenize every request up front (the server does this on its gRPC threads).
+  std::vector<std::vector<rerank::Encoding>> rows(work.size());
+  int64_t pairs = 0;
+  for (size_t i = 0; i < work.size(); ++i) {
+    auto q = (*tok)->Tokenize(work[i].query);
+    for (const auto& d : work[i].docs) {
+      auto ids = (*tok)->Tokenize(d.second);
+      rows[i].push_back((*tok)->EncodePair(*q, *ids, a.max_length));
+    }
+    pairs += static_cast<int64_t>(rows[i].size());
+  }
+  rerank::InitTorchRuntime(a.threads);
+  std::atomic<size_t> next{0};
+  std::vector<double> per_request_ms(work.size());
+  std::vector<std::thread> pool;
+  absl::Notification go;
+  std::atomic<int> loaded{0};
+  std::atomic<bool> failed{false};
+  auto run_one = [&](rerank::Scorer& scorer, size_t i) -> bool {
+    std::vector<int64_t> lengths;
+    for (const auto& e : rows[i]) lengths.push_back(static_cast<int64_t>(e.input_ids.size()));
+    std::vector<rerank::MicroBatch> plan;
+    if (a.one_batch_per_request) {
+      rerank::MicroBatch mb;
+      for (size_t k = 0; k < rows[i].size(); ++k) mb.rows.push_back(static_cast<int>(k));
+      mb.seq_len = *std::max_element(lengths.begin(), lengths.end());
+      plan.push_back(mb);
+    } else {
+      plan = rerank::PlanMicroBatches(lengths, a.max_batch_pairs, a.max_batch_tokens, a.overhead);
+    }
+    for (const auto& mb : plan) {
+      std::vector<const rerank::Encoding*> ptrs;
+      for (int r : mb.rows) ptrs.push_back(&rows[i][r]);
+      auto sb = rerank::BuildScoreBatch(ptrs, mb.seq_len, (*tok)->pad_id());
+      auto s = scorer.Score(sb);
+      if (!s.ok()) {
+        std::cerr << s.status() << "\n";
+        return false;
+      }
+    }
+    return true;
+  };
+  Clock::time_point t0, t1;
+  for (int w = 0; w < a.workers; ++w) {
+    pool.emplace_back([&, w] {
+      rerank::TorchScorer::Options so;
+      so.model_path = a.model_dir + "/model.pt";
+      so.precision = a.precision;
+      so.intra_op_threads = a.threads;
+      auto scorer = rerank::TorchScorer::Create(so);
+      if (!scorer.ok()) {
+        std::cerr << scorer.status() << "\n";
+        failed = true;
+        ++loaded;
+        return;
+      }
+      for (int k = 0; k < a.warmup; ++k) run_one(**scorer, (k * 7 + w) % work.size());
+      ++loaded;
+      go.WaitForNotification();
+      for (size_t i; (i = next.fetch_add(1)) < work.size();) {
+        auto s = Clock::now();
+        if (!run_one(**scorer, i)) failed = true;
+        per_request_ms[i] = std::chrono::duration<double, std::milli>(Clock::now() - s).count();
+      }
+    });
+  }
+  while (loaded.load() < a.workers) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  t0 = Clock::now();
+  go.Notify();
+  for (auto& t : pool) t.join();
+  t1 = Clock::now();
+  if (failed) return 1;
+  const double secs = std::chrono::duration<double>(t1 - t0).count();
+  nlohmann::json out = {{"mode", "raw"},
+                        {"precision", a.precision},
+                        {"workers", a.workers},
+                        {"threads", a.threads},
+                        {"requests", work.size()},
+                        {"pairs", pairs},
+                        {"seconds", secs},
+                        {"pairs_per_s", pairs / secs},
+                        {"forward_ms_p50", Percentile(per_request_ms, 50)},
+                        {"forward_ms_p95", Percentile(per_request_ms, 95)},
+                        {"one_batch_per_request", a.one_batch_per_request}};
+  std::printf("raw model: %lld pairs in %.2fs = %.1f pairs/s; per-request forward p50 %.1f ms\n",
+              static_cast<long long>(pairs), secs, pairs / secs, Percentile(per_request_ms, 50));
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
+int RunServe(const Args& a, const std::vector<Request>& work) {
+  auto channel = grpc::CreateChannel(a.target, grpc::InsecureChannelCredentials());
+  auto stub = rerank::v1::Reranker::NewStub(channel);
+  if (!channel->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+    std::cerr << "rerank-bench: cannot connect to " << a.target << "\n";
+    return 2;
+  }
+  std::vector<rerank::v1::RerankRequest> reqs(work.size());
+  for (size_t i = 0; i < work.size(); ++i) {
+    reqs[i].set_query(work[i].query);
+    reqs[i].set_client_id("bench");
+    for (const auto& d : work[i].docs) {
+      auto* doc = reqs[i].add_documents();
+      doc->set_id(d.first);
+      doc->set_text(d.second);
+    }
+  }
+  struct Call {
+    grpc::ClientContext ctx;
+    rerank::v1::RerankResponse resp;
+    Clock::time_point start;
+    size_t index;
+  };
+  absl::Mutex mu;
+  std::vector<double> latencies_ms;
+  int64_t pairs_done = 0;
+  int errors = 0;
+  std::string first_error;
+  std::atomic<int> issued{0}, finished{0};
+  const int total = a.requests;
+  absl::Notification all_done;
+  std::function<void()> issue;
+  issue = [&]() {
+    const int n = issued.fetch_add(1);
+    if (n >= total) return;
+    auto* call = new Call();
+    call->index = static_cast<size_t>(n) % reqs.size();
+    call->start = Clock::now();
+    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    stub->async()->Rerank(&call->ctx, &reqs[call->index], &call->resp, [&, call](grpc::Status s) {
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - call->start).count();
+      {
+        absl::MutexLock l(&mu);
+        if (s.ok()) {
+          latencies_ms.push_back(ms);
+          pairs_done += reqs[call->index].documents_size();
+        } else {
+          if (errors++ == 0) first_error = std::to_string(s.error_code()) + ": " + s.error_message();
+        }
+      }
+      delete call;
+      if (a.rate <= 0) issue();  // closed loop: next request from this "client"
+      if (finished.fetch_add(1) + 1 == total) all_done.Notify();
+    });
+  };
+  const auto t0 = Clock::now();
+  if (a.rate > 0) {
+    std::mt19937_64 rng(42);
+    std::exponential_distribution<double> gap(a.rate);
+    auto next = t0;
+    for (int i = 0; i < total; ++i) {
+      std::this_thread::sleep_until(next);
+      issue();
+      next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng)));
+    }
+  } else {
+    for (int c = 0; c < std::min(a.concurrency, total); ++c) issue();
+  }
+  all_done.WaitForNotification();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  absl::MutexLock l(&mu);
+  nlohmann::json out = {{"mode", "serve"},
+                        {"target", a.target},
+                        {"rate", a.rate},
+                        {"concurrency", a.rate > 0 ? 0 : a.concurrency},
+                        {"requests", total},
+                        {"ok", latencies_ms.size()},
+                        {"errors", errors},
+                        {"seconds", secs},
+                        {"pairs_per_s", pairs_done / secs},
+                        {"latency_ms_p50", Percentile(latencies_ms, 50)},
+                        {"latency_ms_p95", Percentile(latencies_ms, 95)},
+                        {"latency_ms_p99", Percentile(latencies_ms, 99)}};
+  std::printf("served: %lld pairs in %.2fs = %.1f pairs/s; latency p50 %.1f p95 %.1f p99 %.1f ms; %d errors%s%s\n",
+              static_cast<long long>(pairs_done), secs, pairs_done / secs,
+              Percentile(latencies_ms, 50), Percentile(latencies_ms, 95),
+              Percentile(latencies_ms, 99), errors, errors ? " first: " : "", first_error.c_str());
+  std::printf("%s\n", out.dump().c_str());
+  return errors == 0 ? 0 : 1;
+}
+
+void Usage() {
+  std::cerr << "usage: rerank-bench --mode raw|serve [--workload JSONL] [--requests N]\n"
+               "  raw:   [--model-dir DIR] [--precision fp32|bf16] [--workers W] [--threads T]\n"
+               "         [--max-length L] [--max-batch-pairs P] [--max-batch-tokens K]\n"
+               "         [--one-batch-per-request] [--warmup N]\n"
+               "  serve: [--target HOST:PORT] [--rate REQ_PER_S | --concurrency C]\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string k = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::cerr << "missing value for " << k << "\n";
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    auto num = [&](auto* out) {
+      std::string v = val();
+      if (!absl::SimpleAtoi(v, out)) {
+        std::cerr << "bad number for " << k << ": " << v << "\n";
+        std::exit(2);
+      }
+    };
+    if (k == "--mode") a.mode = val();
+    else if (k == "--workload") a.workload = val();
+    else if (k == "--model-dir") a.model_dir = val();
+    else if (k == "--precision") a.precision = val();
+    else if (k == "--target") a.target = val();
+    else if (k == "--max-length") num(&a.max_length);
+    else if (k == "--workers") num(&a.workers);
+    else if (k == "--threads") num(&a.threads);
+    else if (k == "--max-batch-pairs") num(&a.max_batch_pairs);
+    else if (k == "--max-batch-tokens") num(&a.max_batch_tokens);
+    else if (k == "--overhead") num(&a.overhead);
+    else if (k == "--requests") num(&a.requests);
+    else if (k == "--warmup") num(&a.warmup);
+    else if (k == "--rate") { std::string v = val(); a.rate = std::stod(v); }
+    else if (k == "--concurrency") num(&a.concurrency);
+    else if (k == "--one-batch-per-request") a.one_batch_per_request = true;
+    else { Usage(); return k == "--help" ? 0 : 2; }
+  }
+  auto work = LoadWorkload(a.workload);
+  if (a.mode == "raw") {
+    if (a.requests < static_cast<int>(work.size())) work.resize(a.requests);
+    return RunRaw(a, work);
+  }
+  if (a.mode == "serve") return RunServe(a, work);
+  Usage();
+  return 2;
+}

@@ -1,0 +1,435 @@
+#include "common/audit_log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/civil_time.h"
+#include "spdlog/spdlog.h"
+
+namespace rerank {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Upper bound of one write(2): large enough to batch thousands of events, small enough that a
+// regular-file write is never split by the kernel in practice.
+constexpr size_t kMaxChunkBytes = 1 << 20;
+constexpr absl::Duration kRetentionCheckPeriod = absl::Hours(1);
+constexpr char kRotatedTimeFormat[] = "%Y%m%dT%H%M%S";
+
+std::string ErrnoMessage(int err) { return std::strerror(err); }
+
+// Parses exactly "yyyymmddTHHMMSS" (UTC). absl::ParseTime's %Y is greedy, hence by hand.
+bool ParseRotatedTime(absl::string_view s, absl::Time* out) {
+  if (s.size() != 15 || s[8] != 'T') return false;
+  auto num = [&](size_t pos, size_t len, int* v) {
+    *v = 0;
+    for (size_t i = pos; i < pos + len; ++i) {
+      if (!absl::ascii_isdigit(s[i])) return false;
+      *v = *v * 10 + (s[i] - '0');
+    }
+    return true;
+  };
+  int y, mo, d, h, mi, se;
+  if (!num(0, 4, &y) || !num(4, 2, &mo) || !num(6, 2, &d) || !num(9, 2, &h) || !num(11, 2, &mi) ||
+      !num(13, 2, &se)) {
+    return false;
+  }
+  const absl::CivilSecond cs(y, mo, d, h, mi, se);
+  // CivilSecond normalizes out-of-range fields (month 13); reject those names.
+  if (cs.year() != y || cs.month() != mo || cs.day() != d || cs.hour() != h || cs.minute() != mi ||
+      cs.second() != se) {
+    return false;
+  }
+  *out = absl::FromCivil(cs, absl::UTCTimeZone());
+  return true;
+}
+
+// Cuts a partial last line (no trailing '\n') off the file. Returns the bytes removed.
+absl::StatusOr<uint64_t> RepairTornTail(int fd, const std::string& path) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    return absl::InternalError(absl::StrCat("fstat ", path, ": ", ErrnoMessage(errno)));
+  }
+  const off_t size = st.st_size;
+  if (size == 0) return 0;
+  char last = 0;
+  if (pread(fd, &last, 1, size - 1) != 1) {
+    return absl::InternalError(absl::StrCat("read ", path, ": ", ErrnoMessage(errno)));
+  }
+  if (last == '\n') return 0;
+  // Scan backwards for the last newline.
+  std::vector<char> buf(64 * 1024);
+  off_t end = size;
+  off_t keep = 0;  // new size: just past the last '\n', or 0 if there is none
+  while (end > 0) {
+    const off_t start = std::max<off_t>(0, end - static_cast<off_t>(buf.size()));
+    const size_t len = static_cast<size_t>(end - start);
+    if (pread(fd, buf.data(), len, start) != static_cast<ssize_t>(len)) {
+      return absl::InternalError(absl::StrCat("read ", path, ": ", ErrnoMessage(errno)));
+    }
+    const char* nl = static_cast<const char*>(memrchr(buf.data(), '\n', len));
+    if (nl != nullptr) {
+      keep = start + (nl - buf.data()) + 1;
+      break;
+    }
+    end = start;
+  }
+  if (ftruncate(fd, keep) != 0) {
+    return absl::InternalError(absl::StrCat("truncate ", path, ": ", ErrnoMessage(errno)));
+  }
+  return static_cast<uint64_t>(size - keep);
+}
+
+}  // namespace
+
+std::string AuditLog::FormatTimestamp(absl::Time t) {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
+}
+
+std::string AuditLog::FormatLine(absl::Time timestamp, const std::string& event_type,
+                                 nlohmann::json fields) {
+  constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
+  // Built by hand so that timestamp and event_type come first (nlohmann::json sorts keys).
+  std::string line =
+      absl::StrCat("{\"timestamp\":\"", FormatTimestamp(timestamp),
+                   "\",\"event_type\":", nlohmann::json(event_type).dump(-1, ' ', false, kReplace));
+  try {
+    if (fields.is_object()) {
+      fields.erase("timestamp");
+      fields.erase("event_type");
+      const std::string body = fields.dump(-1, ' ', false, kReplace);
+      if (body.size() > 2) {  // not "{}"
+        line += ',';
+        line.append(body, 1, std::string::npos);  // drop '{', keep '}'
+        return line;
+      }
+    } else if (!fields.is_null()) {
+      absl::StrAppend(&line, ",\"data\":", fields.dump(-1, ' ', false, kReplace));
+    }
+  } catch (const std::exception& e) {
+    // Should not happen with the replace handler; keep the line valid anyway.
+    absl::StrAppend(&line, ",\"format_error\":",
+                    nlohmann::json(std::string(e.what())).dump(-1, ' ', false, kReplace));
+  }
+  line += '}';
+  return line;
+}
+
+absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Create(Options options, Clock* clock) {
+  if (options.path.empty()) return absl::InvalidArgumentError("AuditLog: path must not be empty");
+  if (options.queue_capacity < 1) {
+    return absl::InvalidArgumentError("AuditLog: queue_capacity must be >= 1, got 0");
+  }
+  if (options.max_file_bytes < 1) {
+    return absl::InvalidArgumentError("AuditLog: max_file_bytes must be >= 1, got 0");
+  }
+  if (options.retention_days < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("AuditLog: retention_days must be >= 0, got ", options.retention_days));
+  }
+  if (options.flush_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("AuditLog: flush_interval must be > 0, got ",
+                                                   absl::FormatDuration(options.flush_interval)));
+  }
+  if (clock == nullptr) return absl::InvalidArgumentError("AuditLog: clock must not be null");
+  const fs::path path(options.path);
+  if (!path.has_filename()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("AuditLog: path must name a file, got '", options.path, "'"));
+  }
+
+  std::unique_ptr<AuditLog> log(new AuditLog(std::move(options), clock));
+  if (absl::Status s = log->OpenActiveFile(); !s.ok()) return s;
+  log->EnforceRetention();
+  log->last_sync_ = clock->Now();
+  log->next_retention_ = log->last_sync_ + kRetentionCheckPeriod;
+  log->writer_ = std::thread([raw = log.get()] { raw->WriterLoop(); });
+  return log;
+}
+
+AuditLog::AuditLog(Options options, Clock* clock) : options_(std::move(options)), clock_(clock) {
+  const fs::path path(options_.path);
+  dir_ = path.has_parent_path() ? path.parent_path().string() : ".";
+  stem_ = path.stem().string();
+  ext_ = path.extension().string();
+}
+
+AuditLog::~AuditLog() { Shutdown(); }
+
+absl::Status AuditLog::OpenActiveFile() {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) {
+    return absl::InternalError(
+        absl::StrCat("AuditLog: cannot create directory ", dir_, ": ", ec.message()));
+  }
+  // O_RDWR for the torn-tail repair; O_APPEND makes every write land at the end atomically.
+  const int fd = open(options_.path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    return absl::InternalError(
+        absl::StrCat("AuditLog: cannot open ", options_.path, ": ", ErrnoMessage(errno)));
+  }
+  absl::StatusOr<uint64_t> repaired = RepairTornTail(fd, options_.path);
+  if (!repaired.ok()) {
+    close(fd);
+    return repaired.status();
+  }
+  if (*repaired > 0) {
+    repaired_bytes_.fetch_add(*repaired);
+    spdlog::warn("audit log {}: removed a torn last line ({} bytes) left by an interrupted write",
+                 options_.path, *repaired);
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    const int err = errno;
+    close(fd);
+    return absl::InternalError(
+        absl::StrCat("AuditLog: fstat ", options_.path, ": ", ErrnoMessage(err)));
+  }
+  fd_ = fd;
+  file_size_ = static_cast<uint64_t>(st.st_size);
+  return absl::OkStatus();
+}
+
+void AuditLog::Record(const std::string& event_type, nlohmann::json fields) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_ || queue_.size() >= options_.queue_capacity) {
+    ++dropped_;
+    return;
+  }
+  // Timestamp under the lock so that file order matches timestamp order.
+  queue_.push_back(Pending{clock_->Now(), event_type, std::move(fields)});
+  ++accepted_;
+}
+
+bool AuditLog::WriterShouldWake() const { return stopping_ || (!queue_.empty() && !paused_); }
+
+void AuditLog::WriterLoop() {
+  pthread_setname_np(pthread_self(), "audit-writer");
+  while (true) {
+    std::deque<Pending> batch;
+    bool stopping = false;
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(this, &AuditLog::WriterShouldWake),
+                           options_.flush_interval);
+      stopping = stopping_;
+      if (!paused_ || stopping_) batch.swap(queue_);
+    }
+    if (!batch.empty()) WriteBatch(batch);
+    if (stopping && batch.empty()) break;  // nothing can be enqueued once stopping_ is set
+    SyncIfDue(/*force=*/false);
+    const absl::Time now = clock_->Now();
+    if (now >= next_retention_) {
+      EnforceRetention();
+      next_retention_ = now + kRetentionCheckPeriod;
+    }
+  }
+  SyncIfDue(/*force=*/true);
+  if (fd_ >= 0) {
+    close(fd_);
+    fd_ = -1;
+  }
+}
+
+void AuditLog::WriteBatch(std::deque<Pending>& batch) {
+  std::string chunk;
+  uint64_t chunk_lines = 0;
+  for (Pending& p : batch) {
+    std::string line = FormatLine(p.timestamp, p.event_type, std::move(p.fields));
+    line += '\n';
+    const uint64_t pending_size = file_size_ + chunk.size();
+    if (pending_size > 0 && pending_size + line.size() > options_.max_file_bytes) {
+      if (!chunk.empty()) WriteChunk(chunk, chunk_lines);
+      chunk.clear();
+      chunk_lines = 0;
+      if (file_size_ > 0) Rotate();
+    }
+    chunk += line;
+    ++chunk_lines;
+    if (chunk.size() >= kMaxChunkBytes) {
+      WriteChunk(chunk, chunk_lines);
+      chunk.clear();
+      chunk_lines = 0;
+    }
+  }
+  if (!chunk.empty()) WriteChunk(chunk, chunk_lines);
+  absl::MutexLock lock(&mu_);
+  processed_ += batch.size();
+}
+
+bool AuditLog::WriteChunk(const std::string& chunk, uint64_t lines) {
+  int err = 0;
+  size_t done = 0;
+  if (fd_ < 0) {
+    // Reopening failed after a rotation; try again rather than failing forever.
+    if (absl::Status s = OpenActiveFile(); !s.ok()) spdlog::error("audit log: {}", s.ToString());
+  }
+  if (fd_ < 0) {
+    err = EBADF;
+  } else {
+    while (done < chunk.size()) {
+      const ssize_t n = write(fd_, chunk.data() + done, chunk.size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        err = errno;
+        break;
+      }
+      done += static_cast<size_t>(n);
+    }
+  }
+  if (err == 0) {
+    file_size_ += chunk.size();
+    dirty_ = true;
+    absl::MutexLock lock(&mu_);
+    written_ += lines;
+    return true;
+  }
+  // Undo a partial append so the next write does not continue a torn line.
+  if (done > 0 && fd_ >= 0 && ftruncate(fd_, static_cast<off_t>(file_size_)) != 0) {
+    spdlog::error("audit log {}: cannot truncate a partial write: {}", options_.path,
+                  ErrnoMessage(errno));
+  }
+  spdlog::error("audit log {}: write failed, {} events lost: {}", options_.path, lines,
+                ErrnoMessage(err));
+  absl::MutexLock lock(&mu_);
+  failed_ += lines;
+  return false;
+}
+
+void AuditLog::Rotate() {
+  SyncIfDue(/*force=*/true);
+  const absl::Time now = clock_->Now();
+  const std::string ts = absl::FormatTime(kRotatedTimeFormat, now, absl::UTCTimeZone());
+  std::string target;
+  for (int seq = 0;; ++seq) {
+    // Zero-padded so that name order is rotation order within a second too.
+    target =
+        (fs::path(dir_) / absl::StrCat(stem_, "-", ts, "-", absl::Dec(seq, absl::kZeroPad4), ext_))
+            .string();
+    std::error_code ec;
+    if (!fs::exists(target, ec)) break;
+  }
+  if (rename(options_.path.c_str(), target.c_str()) != 0) {
+    // Keep appending to the oversized file rather than losing events.
+    spdlog::error("audit log {}: rotation to {} failed: {}", options_.path, target,
+                  ErrnoMessage(errno));
+    return;
+  }
+  close(fd_);
+  fd_ = -1;
+  file_size_ = 0;
+  if (absl::Status s = OpenActiveFile(); !s.ok()) {
+    spdlog::error("audit log: {}", s.ToString());  // events are counted as failed until it works
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    ++rotations_;
+  }
+  EnforceRetention();
+}
+
+void AuditLog::EnforceRetention() {
+  if (options_.retention_days == 0) return;
+  const absl::Time cutoff = clock_->Now() - absl::Hours(24) * options_.retention_days;
+  const std::string prefix = stem_ + "-";
+  std::error_code ec;
+  fs::directory_iterator it(dir_, ec);
+  if (ec) {
+    spdlog::warn("audit log: cannot list {}: {}", dir_, ec.message());
+    return;
+  }
+  for (; it != fs::directory_iterator(); it.increment(ec)) {
+    if (ec) break;
+    const std::string name = it->path().filename().string();
+    // Exactly <stem>-<yyyymmddTHHMMSS>-<digits><ext>; anything else is not ours.
+    if (!absl::StartsWith(name, prefix) || !absl::EndsWith(name, ext_)) continue;
+    absl::string_view middle(name);
+    middle.remove_prefix(prefix.size());
+    middle.remove_suffix(ext_.size());
+    constexpr size_t kTsLen = 15;  // yyyymmddTHHMMSS
+    if (middle.size() < kTsLen + 2 || middle[kTsLen] != '-') continue;
+    const absl::string_view seq = middle.substr(kTsLen + 1);
+    if (!std::all_of(seq.begin(), seq.end(), [](char c) { return absl::ascii_isdigit(c); })) {
+      continue;
+    }
+    absl::Time ts;
+    if (!ParseRotatedTime(middle.substr(0, kTsLen), &ts)) continue;
+    if (ts >= cutoff) continue;
+    std::error_code rm_ec;
+    if (fs::remove(it->path(), rm_ec)) {
+      spdlog::info("audit log: deleted {} (older than {} days)", it->path().string(),
+                   options_.retention_days);
+    } else if (rm_ec) {
+      spdlog::warn("audit log: cannot delete {}: {}", it->path().string(), rm_ec.message());
+    }
+  }
+}
+
+void AuditLog::SyncIfDue(bool force) {
+  if (fd_ < 0 || !dirty_) return;
+  const absl::Time now = clock_->Now();
+  if (!force && now - last_sync_ < options_.flush_interval) return;
+  if (fdatasync(fd_) != 0) {
+    spdlog::warn("audit log {}: fdatasync failed: {}", options_.path, ErrnoMessage(errno));
+  }
+  dirty_ = false;
+  last_sync_ = now;
+}
+
+void AuditLog::Flush() {
+  absl::MutexLock lock(&mu_);
+  const uint64_t target = accepted_;
+  // Terminates even across Shutdown(): the writer processes every accepted event before exiting.
+  auto done = [this, target]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return processed_ >= target; };
+  mu_.Await(absl::Condition(&done));
+}
+
+void AuditLog::Shutdown() {
+  absl::MutexLock shutdown_lock(&shutdown_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (writer_.joinable()) writer_.join();
+}
+
+void AuditLog::SetWriterPausedForTesting(bool paused) {
+  absl::MutexLock lock(&mu_);
+  paused_ = paused;
+}
+
+uint64_t AuditLog::written() const {
+  absl::MutexLock lock(&mu_);
+  return written_;
+}
+uint64_t AuditLog::dropped() const {
+  absl::MutexLock lock(&mu_);
+  return dropped_;
+}
+uint64_t AuditLog::failed() const {
+  absl::MutexLock lock(&mu_);
+  return failed_;
+}
+uint64_t AuditLog::rotations() const {
+  absl::MutexLock lock(&mu_);
+  return rotations_;
+}
+
+}  // namespace rerank
