@@ -278,6 +278,9 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
     return absl::InvalidArgumentError(
         "flags.initial.overfetch_top_n: must be <= flags.initial.overfetch_candidates");
   }
+  if (absl::Status s = ValidateFlags(c.flags.initial); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("flags.initial: ", s.message()));
+  }
   const uint64_t threads = uint64_t{c.execution.workers} * c.execution.intra_op_threads;
   if (cores > 0 && threads > cores) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -302,6 +305,15 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, const EnvLookup& env)
     config = *std::move(parsed);
   }
   if (absl::Status s = ApplyEnvOverrides(env, &config); !s.ok()) return s;
+  // RERANKER_STAGE applies a named stage's effect on top of the other initial flags.
+  if (std::optional<std::string> stage = env("RERANKER_STAGE"); stage.has_value()) {
+    absl::StatusOr<FeatureFlags> staged = ApplyStage(*stage, config.flags.initial);
+    if (!staged.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("flags.initial.stage (from $RERANKER_STAGE): ", staged.status().message()));
+    }
+    config.flags.initial = *staged;
+  }
   if (absl::Status s = ValidateConfig(config, /*cores=*/0); !s.ok()) return s;
   return config;
 }

@@ -176,7 +176,8 @@ absl::Status RerankServer::Warmup() {
   const int64_t max_len = std::min<int64_t>(engine_->options().max_length, 256);
   for (int64_t len : {int64_t{16}, max_len / 2, max_len}) {
     auto job = std::make_shared<ScoringJob>();
-    for (int r = 0; r < 8; ++r) {
+    const int rows = std::min(8, static_cast<int>(config_.execution.max_queue_pairs));
+    for (int r = 0; r < rows; ++r) {
       Encoding e;
       e.input_ids.assign(len, tokenizer_->unk_id());
       e.input_ids.front() = tokenizer_->cls_id();
