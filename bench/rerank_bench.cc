@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -291,8 +292,128 @@ int RunServe(const Args& a, const std::vector<Request>& work) {
   return errors == 0 ? 0 : 1;
 }
 
+// Spearman rank correlation (average ranks for ties).
+double Spearman(const std::vector<float>& a, const std::vector<float>& b) {
+  auto ranks = [](const std::vector<float>& v) {
+    std::vector<int> idx(v.size());
+    for (size_t i = 0; i < v.size(); ++i) idx[i] = static_cast<int>(i);
+    std::sort(idx.begin(), idx.end(), [&](int x, int y) { return v[x] < v[y]; });
+    std::vector<double> r(v.size());
+    for (size_t i = 0; i < idx.size();) {
+      size_t j = i;
+      while (j + 1 < idx.size() && v[idx[j + 1]] == v[idx[i]]) ++j;
+      for (size_t k = i; k <= j; ++k) r[idx[k]] = (i + j) / 2.0;
+      i = j + 1;
+    }
+    return r;
+  };
+  auto ra = ranks(a), rb = ranks(b);
+  const double n = static_cast<double>(a.size());
+  double ma = 0, mb = 0;
+  for (size_t i = 0; i < a.size(); ++i) ma += ra[i], mb += rb[i];
+  ma /= n, mb /= n;
+  double cov = 0, va = 0, vb = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    cov += (ra[i] - ma) * (rb[i] - mb);
+    va += (ra[i] - ma) * (ra[i] - ma);
+    vb += (rb[i] - mb) * (rb[i] - mb);
+  }
+  return va > 0 && vb > 0 ? cov / std::sqrt(va * vb) : 1.0;
+}
+
+std::vector<int> TopK(const std::vector<float>& s, size_t k) {
+  std::vector<int> idx(s.size());
+  for (size_t i = 0; i < s.size(); ++i) idx[i] = static_cast<int>(i);
+  std::stable_sort(idx.begin(), idx.end(), [&](int x, int y) { return s[x] > s[y]; });
+  idx.resize(std::min(k, idx.size()));
+  return idx;
+}
+
+// bf16 vs fp32 on the same SciFact pairs and the same micro-batches the server would run.
+int RunFidelity(const Args& a, const std::vector<Request>& work) {
+  rerank::WordPieceTokenizer::Options to;
+  to.vocab_path = a.model_dir + "/vocab.txt";
+  auto tok = rerank::WordPieceTokenizer::Create(to);
+  if (!tok.ok()) {
+    std::cerr << tok.status() << "\n";
+    return 2;
+  }
+  rerank::InitTorchRuntime(a.threads);
+  auto make = [&](const std::string& precision) {
+    rerank::TorchScorer::Options so;
+    so.model_path = a.model_dir + "/model.pt";
+    so.precision = precision;
+    so.intra_op_threads = a.threads;
+    auto s = rerank::TorchScorer::Create(so);
+    if (!s.ok()) {
+      std::cerr << s.status() << "\n";
+      std::exit(1);
+    }
+    return *std::move(s);
+  };
+  auto fp32 = make("fp32");
+  auto bf16 = make("bf16");
+  double max_abs = 0, sum_abs = 0, sum_rho = 0, min_rho = 1, spread = 0;
+  int64_t pairs = 0;
+  int top1_same = 0, top5_set_same = 0, top5_order_same = 0;
+  for (const Request& r : work) {
+    auto q = (*tok)->Tokenize(r.query);
+    std::vector<rerank::Encoding> rows;
+    for (const auto& d : r.docs) rows.push_back((*tok)->EncodePair(*q, *(*tok)->Tokenize(d.second), a.max_length));
+    std::vector<int64_t> lengths;
+    for (const auto& e : rows) lengths.push_back(static_cast<int64_t>(e.input_ids.size()));
+    std::vector<float> s32(rows.size()), s16(rows.size());
+    for (const auto& mb : rerank::PlanMicroBatches(lengths, a.max_batch_pairs, a.max_batch_tokens, a.overhead)) {
+      std::vector<const rerank::Encoding*> ptrs;
+      for (int i : mb.rows) ptrs.push_back(&rows[i]);
+      auto sb = rerank::BuildScoreBatch(ptrs, mb.seq_len, (*tok)->pad_id());
+      auto x = fp32->Score(sb);
+      auto y = bf16->Score(sb);
+      if (!x.ok() || !y.ok()) return 1;
+      for (size_t k = 0; k < mb.rows.size(); ++k) s32[mb.rows[k]] = (*x)[k], s16[mb.rows[k]] = (*y)[k];
+    }
+    float lo = s32[0], hi = s32[0];
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const double d = std::abs(s32[i] - s16[i]);
+      max_abs = std::max(max_abs, d);
+      sum_abs += d;
+      lo = std::min(lo, s32[i]), hi = std::max(hi, s32[i]);
+      ++pairs;
+    }
+    spread += hi - lo;
+    const double rho = Spearman(s32, s16);
+    sum_rho += rho;
+    min_rho = std::min(min_rho, rho);
+    auto t32 = TopK(s32, 5), t16 = TopK(s16, 5);
+    top1_same += t32[0] == t16[0];
+    top5_order_same += t32 == t16;
+    std::sort(t32.begin(), t32.end());
+    std::sort(t16.begin(), t16.end());
+    top5_set_same += t32 == t16;
+  }
+  const double n = static_cast<double>(work.size());
+  nlohmann::json out = {{"mode", "fidelity"},
+                        {"model_dir", a.model_dir},
+                        {"queries", work.size()},
+                        {"pairs", pairs},
+                        {"max_abs_diff", max_abs},
+                        {"mean_abs_diff", sum_abs / pairs},
+                        {"mean_score_range_per_query_fp32", spread / n},
+                        {"spearman_mean", sum_rho / n},
+                        {"spearman_min", min_rho},
+                        {"top1_agreement", top1_same / n},
+                        {"top5_set_agreement", top5_set_same / n},
+                        {"top5_order_agreement", top5_order_same / n}};
+  std::printf("bf16 vs fp32 over %lld pairs: max |diff| %.4g, mean |diff| %.4g (fp32 score range per query %.3g); "
+              "Spearman mean %.4f min %.4f; top-1 %.1f%%, top-5 set %.1f%%, top-5 order %.1f%%\n",
+              static_cast<long long>(pairs), max_abs, sum_abs / pairs, spread / n, sum_rho / n, min_rho,
+              100 * top1_same / n, 100 * top5_set_same / n, 100 * top5_order_same / n);
+  std::printf("%s\n", out.dump().c_str());
+  return 0;
+}
+
 void Usage() {
-  std::cerr << "usage: rerank-bench --mode raw|serve [--workload JSONL] [--requests N]\n"
+  std::cerr << "usage: rerank-bench --mode raw|serve|fidelity [--workload JSONL] [--requests N]\n"
                "  raw:   [--model-dir DIR] [--precision fp32|bf16] [--workers W] [--threads T]\n"
                "         [--max-length L] [--max-batch-pairs P] [--max-batch-tokens K]\n"
                "         [--one-batch-per-request] [--fixed-length N] [--warmup N]\n"
@@ -344,6 +465,10 @@ int main(int argc, char** argv) {
     return RunRaw(a, work);
   }
   if (a.mode == "serve") return RunServe(a, work);
+  if (a.mode == "fidelity") {
+    if (a.requests < static_cast<int>(work.size())) work.resize(a.requests);
+    return RunFidelity(a, work);
+  }
   Usage();
   return 2;
 }
