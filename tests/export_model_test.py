@@ -272,12 +272,19 @@ class ExportCheckpointTest(unittest.TestCase):
                 self.assertEqual(y.dtype, torch.float32)
 
     def test_bf16_parameters_still_return_float32_close_to_fp32(self):
+        # What rerankd does for precision bf16: cast exactly the FastLinear submodules.
         module = torch.jit.load(os.path.join(self.out["safetensors"], "model.pt"))
+        self.assertTrue(module.rerank_mixed_precision)
         gen = torch.Generator().manual_seed(11)
         ids, mask, types, _ = random_batch(gen, TINY, 6, 40)
         with torch.no_grad():
             fp32 = module(ids, mask, types)
-            bf16 = module.to(torch.bfloat16)(ids, mask, types)
+            em.cast_fast_linears(module, torch.bfloat16)
+            linear_dtypes = {p.dtype for n, p in module.named_parameters()
+                             if ".qkv." in n or ".ffn_in." in n or n.startswith("classifier.")}
+            self.assertEqual(linear_dtypes, {torch.bfloat16})
+            self.assertEqual(module.state_dict()["layers.0.ln1.weight"].dtype, torch.float32)
+            bf16 = module(ids, mask, types)
         self.assertEqual(bf16.dtype, torch.float32)
         self.assertTrue(torch.isfinite(bf16).all())
         self.assertLess((bf16 - fp32).abs().max().item(), 0.1 + 0.05 * fp32.abs().max().item())
@@ -559,18 +566,19 @@ class RandomInitTest(unittest.TestCase):
         self.assertIs(meta["demo"], True)
         self.assertEqual(meta["source"], "random-init")
         self.assertEqual(meta["version"], sha256(os.path.join(out, "model.pt"))[:12])
-        # HF init: LayerNorm 1/0, zero biases, weights with std initializer_range.
+        # HF init: LayerNorm 1/0, zero biases, weights with std initializer_range. (model.pt
+        # holds the inference layout: layers.N.ln2 is bert.encoder.layer.N.output.LayerNorm,
+        # layers.N.ffn_in is bert.encoder.layer.N.intermediate.dense.)
         sd = module.state_dict()
-        self.assertTrue(torch.equal(sd["bert.encoder.layer.0.output.LayerNorm.weight"],
-                                    torch.ones(32)))
+        self.assertTrue(torch.equal(sd["layers.0.ln2.weight"], torch.ones(32)))
         self.assertTrue(torch.equal(sd["classifier.bias"], torch.zeros(1)))
-        std = sd["bert.encoder.layer.0.intermediate.dense.weight"].std().item()
+        std = sd["layers.0.ffn_in.weight"].std().item()
         self.assertAlmostEqual(std, 0.02, delta=0.003)
 
     def test_seed_determines_weights(self):
         a, b, c = (torch.jit.load(os.path.join(self._export(n, "--seed", s), "model.pt"))
                    for n, s in (("s1", "1"), ("s1b", "1"), ("s2", "2")))
-        key = "bert.encoder.layer.1.attention.self.key.weight"
+        key = "layers.1.qkv.weight"  # fused query/key/value of layer 1
         self.assertTrue(torch.equal(a.state_dict()[key], b.state_dict()[key]))
         self.assertFalse(torch.equal(a.state_dict()[key], c.state_dict()[key]))
 
