@@ -115,7 +115,9 @@ absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string&
                                 const std::string& client_key, const FeatureFlags& flags,
                                 std::vector<Encoding>* rows, SubPlan* plan) const {
   plan->request = &req;
-  plan->request_id = req.request_id().empty() ? NewRequestId() : req.request_id();
+  if (plan->request_id.empty()) {
+    plan->request_id = req.request_id().empty() ? NewRequestId() : req.request_id();
+  }
   plan->model_name = deps_.model.name;
   plan->model_version = deps_.model.version;
   auto bad = [&](const std::string& field, const std::string& msg) {
@@ -277,8 +279,8 @@ void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call
   state->plans.resize(1);
   SubPlan& plan = state->plans[0];
   plan.request = &request;
-  plan.request_id = request.request_id();
-  if (absl::Status s = CheckRateLimit(call.client_key, *state->flags, request.request_id());
+  plan.request_id = request.request_id().empty() ? NewRequestId() : request.request_id();
+  if (absl::Status s = CheckRateLimit(call.client_key, *state->flags, plan.request_id);
       !s.ok()) {
     return Complete(*state, s);
   }

@@ -16,7 +16,9 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "rerank/v1/reranker.grpc.pb.h"
+#include "common/rollout.h"
 #include "server/rerank_server.h"
+#include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_scorer.h"
 
 namespace rerank {
@@ -55,9 +57,10 @@ class RerankServiceTest : public ::testing::Test {
     server_.reset();
     fs::remove_all(dir_);
   }
-  void Start() {
+  void Start(Clock* clock = nullptr) {
     RerankServer::Overrides o;
     o.scorer_factory = scorer_.Factory();
+    o.clock = clock;
     auto s = RerankServer::Create(config_, o);
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = *std::move(s);
@@ -341,6 +344,100 @@ TEST_F(RerankServiceTest, ClientIdFromMetadataAndAuditTrail) {
   EXPECT_FALSE(reranks[0].contains("query")) << "raw query text only if configured";
   EXPECT_EQ(reranks[0]["query_hash"].get<std::string>().size(), 16u);
   EXPECT_EQ(reranks[1]["client_id"], "explicit");
+}
+
+TEST_F(RerankServiceTest, RateLimitIsExactUnderAFakeClock) {
+  testing::FakeClock clock;
+  config_.flags.initial.rate_limit_enabled = true;
+  config_.flags.initial.rate_limit_per_minute = 5;
+  Start(&clock);
+  auto call_as = [&](const std::string& client, grpc::ClientContext* ctx) {
+    auto req = Req("berlin", {"berlin"});
+    req.set_client_id(client);
+    v1::RerankResponse resp;
+    return stub_->Rerank(ctx, req, &resp);
+  };
+  for (int i = 0; i < 5; ++i) {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(call_as("alice", &ctx).ok()) << "request " << i;
+  }
+  grpc::ClientContext denied;
+  grpc::Status s = call_as("alice", &denied);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(s.error_message(), HasSubstr("rate limit of 5 requests/minute exceeded for client 'alice'"));
+  auto trailer = denied.GetServerTrailingMetadata().find("retry-after-ms");
+  ASSERT_NE(trailer, denied.GetServerTrailingMetadata().end());
+  EXPECT_EQ(std::string(trailer->second.data(), trailer->second.size()), "12000") << "60 s / 5";
+  {
+    grpc::ClientContext other;
+    EXPECT_TRUE(call_as("bob", &other).ok()) << "buckets are per client";
+  }
+  clock.Advance(absl::Milliseconds(11999));
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(call_as("alice", &ctx).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  clock.Advance(absl::Milliseconds(1));
+  {
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(call_as("alice", &ctx).ok()) << "exactly one token after 12 s";
+  }
+  {
+    grpc::ClientContext ctx;
+    EXPECT_EQ(call_as("alice", &ctx).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  }
+  auto events = AuditEvents();
+  int violations = 0;
+  for (const auto& e : events) {
+    if (e["event_type"] != "rate_limit_violation") continue;
+    ++violations;
+    EXPECT_EQ(e["client_id"], "alice");
+    EXPECT_EQ(e["limit_per_minute"], 5);
+    EXPECT_EQ(e["request_id"].get<std::string>().size(), 16u);
+  }
+  EXPECT_EQ(violations, 3);
+}
+
+// The cache rollout is sticky per client: over 10,000 client ids, the share of clients whose
+// repeated request is served from the cache is within 2 points of the stage's percentage.
+TEST_F(RerankServiceTest, CacheRolloutIsStickyWithinTwoPercentOverTenThousandClients) {
+  config_.execution.max_queue_delay_us = 0;
+  config_.flags.initial.cache_max_entries = 100000;
+  Start();
+  for (const auto& [stage, percent] : std::vector<std::pair<std::string, int>>{{"cache-10", 10}, {"cache-50", 50}}) {
+    ASSERT_TRUE(server_->flags()->SetStage(stage, "test").ok());
+    FeatureFlags f = *server_->flags()->Current();
+    f.cache_max_entries = 100000;
+    f.stage = stage;
+    ASSERT_TRUE(server_->flags()->Set(f, "test").ok());
+    server_->cache()->Clear();
+    constexpr int kClients = 10000;
+    constexpr int kPerBatch = 64;
+    std::vector<int> hits_per_client(kClients, 0);
+    for (int round = 0; round < 2; ++round) {
+      for (int first = 0; first < kClients; first += kPerBatch) {
+        v1::RerankBatchRequest batch;
+        for (int c = first; c < std::min(kClients, first + kPerBatch); ++c) {
+          auto* sub = batch.add_requests();
+          *sub = Req("berlin", {absl::StrCat("doc of client ", c)});
+          sub->set_client_id(absl::StrCat("client-", c));
+        }
+        v1::RerankBatchResponse resp;
+        grpc::ClientContext ctx;
+        ASSERT_TRUE(stub_->RerankBatch(&ctx, batch, &resp).ok());
+        for (int k = 0; k < resp.responses_size(); ++k) {
+          if (round == 1) hits_per_client[first + k] = resp.responses(k).cache_hits();
+          if (round == 0) EXPECT_EQ(resp.responses(k).cache_hits(), 0u);
+        }
+      }
+    }
+    int cached = 0;
+    for (int h : hits_per_client) cached += h;
+    EXPECT_NEAR(100.0 * cached / kClients, percent, 2.0) << stage;
+    for (int c = 0; c < kClients; c += 997) {  // and the same clients every time
+      EXPECT_EQ(hits_per_client[c] == 1, InRollout(absl::StrCat("client-", c), percent));
+    }
+  }
 }
 
 TEST_F(RerankServiceTest, StandardHealthServiceReportsServing) {
