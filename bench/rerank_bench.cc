@@ -119,7 +119,7 @@ int RunRaw(const Args& a, const std::vector<Request>& work) {
       real_tokens += static_cast<int64_t>(e.input_ids.size());
     }
   }
-  rerank::InitTorchRuntime(a.threads);
+  rerank::InitTorchRuntime(a.threads, a.workers == 1 ? a.threads : 1);
   std::atomic<size_t> next{0};
   std::vector<double> per_request_ms(work.size());
   std::vector<std::thread> pool;
@@ -338,7 +338,7 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
     std::cerr << tok.status() << "\n";
     return 2;
   }
-  rerank::InitTorchRuntime(a.threads);
+  rerank::InitTorchRuntime(a.threads, a.threads);
   auto make = [&](const std::string& precision) {
     rerank::TorchScorer::Options so;
     so.model_path = a.model_dir + "/model.pt";

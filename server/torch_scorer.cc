@@ -22,7 +22,7 @@ struct TorchScorer::Impl {
 namespace {
 
 // OpenBLAS reads OPENBLAS_NUM_THREADS when the library loads, before main(); set it through its
-// API as well, so a caller that forgot the variable still gets single-threaded BLAS calls.
+// API instead, so the count follows the configuration whatever the environment says.
 void SetBlasThreads(int n) {
   using SetThreadsFn = void (*)(int);
   for (const char* sym : {"openblas_set_num_threads", "goto_set_num_threads"}) {
@@ -32,10 +32,10 @@ void SetBlasThreads(int n) {
 
 }  // namespace
 
-void InitTorchRuntime(int intra_op_threads) {
+void InitTorchRuntime(int intra_op_threads, int blas_threads) {
   static std::once_flag once;
   std::call_once(once, [&] {
-    SetBlasThreads(1);
+    SetBlasThreads(blas_threads);
     try {
       at::set_num_interop_threads(1);
     } catch (const std::exception&) {

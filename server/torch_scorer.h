@@ -35,8 +35,10 @@ class TorchScorer final : public Scorer {
 };
 
 // Process-wide torch settings that must be made once, before any model is loaded: inter-op
-// threads, OpenBLAS threads (1: our parallelism is workers x intra-op threads), executor mode.
-void InitTorchRuntime(int intra_op_threads);
+// threads, executor mode, and OpenBLAS's thread count. OpenBLAS only runs fp32 GEMMs (bf16 GEMMs
+// are oneDNN's, on torch's intra-op threads); its pool is process-wide, so pass
+// intra_op_threads with a single worker and 1 with several (workers x threads <= cores).
+void InitTorchRuntime(int intra_op_threads, int blas_threads);
 
 }  // namespace rerank
 
