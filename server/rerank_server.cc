@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "prometheus/registry.h"
 #include "spdlog/spdlog.h"
 #include "server/torch_scorer.h"
 
@@ -33,6 +34,7 @@ RerankServer::~RerankServer() { Shutdown(); }
 absl::Status RerankServer::Init(Overrides overrides) {
   const Config& c = config_;
   clock_ = overrides.clock != nullptr ? overrides.clock : RealClock::Get();
+  start_time_ = clock_->Now();
 
   absl::StatusOr<ModelInfo> model = LoadModelInfo(c.model.dir);
   if (!model.ok()) return model.status();
@@ -87,9 +89,13 @@ absl::Status RerankServer::Init(Overrides overrides) {
   if (!rl.ok()) return rl.status();
   rate_limiter_ = *std::move(rl);
 
+  if (absl::Status s = InitObservability(overrides); !s.ok()) return s;
+
   ScorerFactory factory = overrides.scorer_factory;
   if (!factory) {
-    InitTorchRuntime(static_cast<int>(c.execution.intra_op_threads));
+    // OpenBLAS's pool is process-wide: intra_op_threads with one worker, 1 with several.
+    const int threads = static_cast<int>(c.execution.intra_op_threads);
+    InitTorchRuntime(threads, c.execution.workers == 1 ? threads : 1);
     TorchScorer::Options so;
     so.model_path = model_.model_path();
     so.precision = c.model.precision;
@@ -108,7 +114,7 @@ absl::Status RerankServer::Init(Overrides overrides) {
   bo.max_queue_pairs = static_cast<int>(c.execution.max_queue_pairs);
   bo.pad_id = tokenizer_->pad_id();
   absl::StatusOr<std::unique_ptr<Batcher>> batcher =
-      Batcher::Create(bo, std::move(factory), clock_, overrides.batcher_observer);
+      Batcher::Create(bo, std::move(factory), clock_, batcher_observers_.get());
   if (!batcher.ok()) return batcher.status();
   batcher_ = *std::move(batcher);
   spdlog::info("model '{}' version {} loaded: {} worker(s) x {} thread(s), precision {}",
@@ -135,11 +141,14 @@ absl::Status RerankServer::Init(Overrides overrides) {
   deps.audit = audit_.get();
   deps.cache = cache_.get();
   deps.rate_limiter = rate_limiter_.get();
-  deps.observer = overrides.observer;
+  deps.observer = request_observers_.get();
   deps.model = model_;
   absl::StatusOr<std::unique_ptr<RerankEngine>> engine = RerankEngine::Create(eo, std::move(deps));
   if (!engine.ok()) return engine.status();
   engine_ = *std::move(engine);
+
+  if (absl::Status s = StartAdmin(); !s.ok()) return s;
+  if (overrides.on_admin_listening) overrides.on_admin_listening(admin_http_port_, admin_grpc_port_);
 
   if (c.model.warmup) {
     if (absl::Status s = Warmup(); !s.ok()) return s;
@@ -149,6 +158,8 @@ absl::Status RerankServer::Init(Overrides overrides) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // A port already in use is an error, not silently shared with another process.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(c.server.listen, grpc::InsecureServerCredentials(), &data_port_);
   builder.SetMaxReceiveMessageSize(static_cast<int>(c.server.max_message_bytes));
   builder.RegisterService(service_.get());
@@ -167,6 +178,95 @@ absl::Status RerankServer::Init(Overrides overrides) {
                              {"port", data_port_},
                              {"stage", flags_->Current()->stage}});
   spdlog::info("rerankd serving rerank.v1.Reranker on port {}", data_port_);
+  return absl::OkStatus();
+}
+
+absl::Status RerankServer::InitObservability(const Overrides& overrides) {
+  const Config& c = config_;
+  registry_ = std::make_shared<prometheus::Registry>();
+  absl::StatusOr<std::unique_ptr<ServiceMetrics>> metrics =
+      ServiceMetrics::Create(ServiceMetrics::Options(), registry_.get());
+  if (!metrics.ok()) return metrics.status();
+  metrics_ = *std::move(metrics);
+  metrics_->SetModelInfo(model_.name, model_.version, c.model.precision);
+
+  LiveStats::Options lo;
+  lo.window = absl::Seconds(c.admin.stats_window_seconds);
+  lo.target_latency = absl::Milliseconds(c.rerank.target_latency_ms);
+  absl::StatusOr<std::unique_ptr<LiveStats>> stats = LiveStats::Create(lo, clock_);
+  if (!stats.ok()) return stats.status();
+  live_stats_ = *std::move(stats);
+
+  request_observers_ = std::make_unique<CompositeRequestObserver>(
+      std::vector<RequestObserver*>{metrics_.get(), live_stats_.get(), overrides.observer});
+  batcher_observers_ = std::make_unique<CompositeBatcherObserver>(
+      std::vector<BatcherObserver*>{metrics_.get(), overrides.batcher_observer});
+  return absl::OkStatus();
+}
+
+Readiness RerankServer::readiness() const {
+  if (shut_down_.load()) return {false, "draining: the server is shutting down"};
+  if (!ready_.load()) return {false, "warming up: the model is loading or warming up"};
+  return {true, ""};
+}
+
+absl::Status RerankServer::StartAdmin() {
+  const Config& c = config_;
+  ServiceMetrics::Sources sources;
+  sources.cache = cache_.get();
+  sources.rate_limiter = rate_limiter_.get();
+  sources.audit = audit_.get();
+  sources.flags = flags_.get();
+  sources.batcher = batcher_.get();
+  sources.ready = [this] { return readiness().ready; };
+  sources.clock = clock_;
+  sources.start = start_time_;
+  metrics_->SetSources(std::move(sources));
+
+  AdminCore::Options ao;
+  ao.token = c.admin.token;
+  AdminCore::Deps ad;
+  ad.flags = flags_.get();
+  ad.audit = audit_.get();
+  ad.stats = live_stats_.get();
+  ad.cache = cache_.get();
+  ad.metrics = metrics_.get();
+  ad.clock = clock_;
+  ad.start = start_time_;
+  ad.model_name = model_.name;
+  ad.model_version = model_.version;
+  ad.precision = c.model.precision;
+  ad.demo_model = model_.demo;
+  ad.readiness = [this] { return readiness(); };
+  absl::StatusOr<std::unique_ptr<AdminCore>> core = AdminCore::Create(std::move(ao), std::move(ad));
+  if (!core.ok()) return core.status();
+  admin_core_ = *std::move(core);
+
+  if (!c.admin.http_listen.empty()) {
+    AdminHttpServer::Options ho;
+    ho.listen = c.admin.http_listen;
+    absl::StatusOr<std::unique_ptr<AdminHttpServer>> http =
+        AdminHttpServer::Start(ho, admin_core_.get());
+    if (!http.ok()) return http.status();
+    admin_http_ = *std::move(http);
+    admin_http_port_ = admin_http_->port();
+  }
+  if (!c.admin.grpc_listen.empty()) {
+    AdminGrpcServer::Options go;
+    go.listen = c.admin.grpc_listen;
+    absl::StatusOr<std::unique_ptr<AdminGrpcServer>> grpc =
+        AdminGrpcServer::Start(go, admin_core_.get());
+    if (!grpc.ok()) return grpc.status();
+    admin_grpc_ = *std::move(grpc);
+    admin_grpc_port_ = admin_grpc_->port();
+  }
+  spdlog::info("admin plane: HTTP {} (port {}), gRPC rerank.admin.v1.Admin {} (port {})",
+               c.admin.http_listen.empty() ? "disabled" : c.admin.http_listen, admin_http_port_,
+               c.admin.grpc_listen.empty() ? "disabled" : c.admin.grpc_listen, admin_grpc_port_);
+  if (c.admin.token.empty()) {
+    spdlog::warn("admin.token is not configured: state-changing admin calls (POST /flags, "
+                 "POST /reload, SetStage, SetFlags, Reload) are refused");
+  }
   return absl::OkStatus();
 }
 
@@ -220,6 +320,9 @@ void RerankServer::Shutdown() {
     audit_->Shutdown();
   }
   if (grpc_server_ != nullptr) grpc_server_->Wait();
+  // Admin servers last: /live, /ready ("draining") and /metrics answer throughout the drain.
+  if (admin_grpc_ != nullptr) admin_grpc_->Stop();
+  if (admin_http_ != nullptr) admin_http_->Stop();
 }
 
 }  // namespace rerank

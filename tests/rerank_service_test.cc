@@ -276,8 +276,14 @@ TEST_F(RerankServiceTest, FullQueueIsResourceExhaustedAndDeadlinesDropQueuedWork
   config_.execution.max_queue_delay_us = 0;
   Start();
   scorer_.Gate();
+  // Whatever happens below, never leave the worker blocked (TearDown joins it).
+  struct Ungate {
+    testing::FakeScorerControl* c;
+    ~Ungate() { c->Release(); }
+  } ungate{&scorer_};
   const int64_t warm_rows = scorer_.rows_scored();
-  // A occupies the worker (gated); B waits in the queue with a short deadline.
+  const int warm_calls = scorer_.started();
+  // A occupies the worker (gated); B waits in the queue until its deadline passes.
   absl::Notification a_done, b_done;
   grpc::ClientContext a_ctx, b_ctx;
   v1::RerankResponse a_resp, b_resp;
@@ -287,15 +293,17 @@ TEST_F(RerankServiceTest, FullQueueIsResourceExhaustedAndDeadlinesDropQueuedWork
     a_status = s;
     a_done.Notify();
   });
-  scorer_.WaitForCalls(1);
+  scorer_.WaitForCalls(warm_calls + 1);
   auto b_req = Req("q", {"four", "five", "six"});
-  b_ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(300)));
+  b_ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
   stub_->async()->Rerank(&b_ctx, &b_req, &b_resp, [&](grpc::Status s) {
     b_status = s;
     b_done.Notify();
   });
-  // Wait until B is queued, then C does not fit (3 queued + 3 > 5).
-  for (int i = 0; i < 200 && server_->batcher()->queued_rows() < 3; ++i) absl::SleepFor(absl::Milliseconds(5));
+  // Once B is queued, C does not fit (3 queued + 3 > 5).
+  for (int i = 0; i < 1000 && server_->batcher()->queued_rows() < 3; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   ASSERT_EQ(server_->batcher()->queued_rows(), 3);
   v1::RerankResponse c_resp;
   grpc::Status c = Call(Req("q", {"seven", "eight", "nine"}), &c_resp);
@@ -303,11 +311,17 @@ TEST_F(RerankServiceTest, FullQueueIsResourceExhaustedAndDeadlinesDropQueuedWork
   EXPECT_THAT(c.error_message(), HasSubstr("queue is full"));
   b_done.WaitForNotification();
   EXPECT_EQ(b_status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // The server's copy of the deadline was computed on arrival, a little after the client's:
+  // give it time to pass (or the cancellation to arrive) before the worker looks at B.
+  absl::SleepFor(absl::Milliseconds(300));
   scorer_.Release();
   a_done.WaitForNotification();
   EXPECT_TRUE(a_status.ok());
   // B expired while queued: the worker dropped it instead of scoring it.
-  for (int i = 0; i < 200 && server_->batcher()->queued_rows() > 0; ++i) absl::SleepFor(absl::Milliseconds(5));
+  for (int i = 0; i < 1000 && server_->batcher()->queued_rows() > 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(server_->batcher()->queued_rows(), 0);
   EXPECT_EQ(scorer_.rows_scored() - warm_rows, 3);
 }
 

@@ -36,7 +36,8 @@ class FakeScorerControl {
     absl::MutexLock l(&mu_);
     fail_next_ = std::move(s);
   }
-  // Blocks until `n` Score() calls have started (a gated call counts once it is waiting).
+  // Blocks until `n` Score() calls have started in total (a gated call counts once it is
+  // waiting; warmup calls count too: use started() + k).
   void WaitForCalls(int n) {
     struct Arg {
       FakeScorerControl* self;
@@ -45,6 +46,11 @@ class FakeScorerControl {
     absl::MutexLock l(&mu_);
     mu_.Await(absl::Condition(
         +[](Arg* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->self->started_ >= a->n; }, &arg));
+  }
+  // Score() calls started so far (including gated ones and any warmup).
+  int started() {
+    absl::MutexLock l(&mu_);
+    return started_;
   }
   std::vector<Call> calls() {
     absl::MutexLock l(&mu_);

@@ -1,0 +1,140 @@
+// The admin plane's logic, independent of transport: health and readiness reports, flag reads and
+// changes, reloads, the metrics text, and the admin-token check. The HTTP server
+// (admin/http_server.h) and the admin gRPC service (admin/admin_service.h) are thin adapters
+// over it, so both transports answer identically (the contract is listed in admin/http_server.h).
+//
+// Flag changes go only through the FlagStore, which writes the file, records the `flag_change`
+// audit event and notifies listeners; a reload records a `config_reload` audit event here.
+//
+// A flags patch (PatchFlags) is applied on top of the current flags (or, when it names a stage,
+// on top of that stage applied to them). If the result no longer matches what its stage
+// prescribes (say cache.traffic_percent moved under cache-50), its stage becomes "custom"; a
+// value no stage governs (rate_limit.*) keeps the stage's name. Read-modify-write is not atomic against a concurrent change from another admin
+// or the file watcher: the last writer wins, as with any edit of the file.
+//
+// Thread-safe. Every dependency is not owned and must outlive the core.
+#ifndef RERANK_ADMIN_ADMIN_CORE_H_
+#define RERANK_ADMIN_ADMIN_CORE_H_
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "admin/live_stats.h"
+#include "admin/service_metrics.h"
+#include "common/audit_sink.h"
+#include "common/clock.h"
+#include "common/flag_store.h"
+#include "common/score_cache.h"
+#include "nlohmann/json.hpp"
+
+namespace rerank {
+
+struct Readiness {
+  bool ready = false;
+  std::string reason;  // why not ready; empty when ready
+};
+
+// The typed content of GET /health (and admin GetStats).
+struct HealthReport {
+  std::string status;  // healthy | degraded | unhealthy
+  Readiness readiness;
+  int64_t uptime_seconds = 0;
+  std::string model_name, model_version, precision;
+  bool demo = false;
+  FeatureFlags flags;
+  LiveStats::Snapshot stats;
+  bool cache_enabled = false;
+  uint64_t cache_size = 0;
+  uint64_t cache_max_size = 0;
+  // The JSON body of the admin API contract.
+  nlohmann::json ToJson() const;
+};
+
+// Above this windowed error rate (percent) /health reports "degraded".
+inline constexpr double kDegradedErrorRatePercent = 5.0;
+
+// The message of a state-changing call when no token is configured.
+inline constexpr char kTokenNotConfigured[] =
+    "admin.token is not configured; state-changing admin calls are disabled";
+
+class AdminCore {
+ public:
+  struct Options {
+    // The admin token (admin.token). Empty: state-changing calls fail with PERMISSION_DENIED.
+    std::string token;
+  };
+  struct Deps {
+    FlagStore* flags = nullptr;           // required
+    AuditSink* audit = nullptr;           // required: config_reload events
+    LiveStats* stats = nullptr;           // required
+    ScoreCache* cache = nullptr;          // optional (cache_size 0 when absent)
+    ServiceMetrics* metrics = nullptr;    // optional (/metrics then serves only the registry-less
+                                          // empty text)
+    Clock* clock = nullptr;               // required: uptime
+    absl::Time start;                     // process start, by `clock`
+    std::string model_name = "unknown";
+    std::string model_version = "unknown";
+    std::string precision;                // the precision actually served (model.precision)
+    bool demo_model = false;
+    std::function<Readiness()> readiness; // required
+  };
+
+  // InvalidArgument naming a missing dependency.
+  static absl::StatusOr<std::unique_ptr<AdminCore>> Create(Options options, Deps deps);
+
+  Readiness GetReadiness() const;
+  HealthReport Health() const;
+  // GET /flags body: {"flags", "stage", "updated_by", "updated_at", "stages"}.
+  nlohmann::json FlagsView() const;
+  // Prometheus text exposition of the registry (empty without metrics).
+  std::string MetricsText() const;
+
+  // OK when `presented` matches the configured token (constant-time compare);
+  // PERMISSION_DENIED when no token is configured; UNAUTHENTICATED when missing or wrong.
+  absl::Status Authorize(const std::optional<std::string>& presented) const;
+
+  // State-changing calls: the caller has Authorize()d. Return FlagsView() after the change;
+  // InvalidArgument naming the key for an unknown stage / bad patch / bad actor (ValidateActor);
+  // the FlagStore's error if the file cannot be written.
+  absl::StatusOr<nlohmann::json> SetStage(const std::string& stage, const std::string& actor);
+  absl::StatusOr<nlohmann::json> PatchFlags(const nlohmann::json& patch, const std::string& actor);
+
+  struct ReloadResult {
+    bool reloaded = false;   // an external edit of the flags file was applied
+    absl::Status error;      // the file's read/parse error (the last good flags stay)
+    nlohmann::json flags;    // FlagsToJson of the flags in force afterwards
+  };
+  // Re-reads the flags file now (FlagStore::CheckNow) and records a `config_reload` audit event
+  // {actor, source, reloaded, path, error}. The caller has validated `actor` (ValidateActor).
+  ReloadResult Reload(const std::string& actor, const std::string& source);
+
+ private:
+  AdminCore(Options options, Deps deps) : options_(std::move(options)), deps_(std::move(deps)) {}
+
+  const Options options_;
+  const Deps deps_;
+};
+
+// The token of a request: `Authorization: Bearer <t>` (scheme case-insensitive) if present, else
+// `X-Admin-Token: <t>`; nullopt when neither is given (an empty value counts as missing).
+std::optional<std::string> AdminTokenFromHeaders(const std::optional<std::string>& authorization,
+                                                 const std::optional<std::string>& x_admin_token);
+
+// Who made a change ("actor", recorded in the flags file and the audit log): 1..kMaxActorBytes
+// bytes without control characters. InvalidArgument naming `actor` otherwise.
+inline constexpr size_t kMaxActorBytes = 128;
+absl::Status ValidateActor(const std::string& actor);
+
+// Equality whose running time depends only on `presented`'s length, not on where the strings
+// differ (no early exit), so response timing does not reveal the secret byte by byte.
+bool ConstantTimeEquals(std::string_view secret, std::string_view presented);
+
+}  // namespace rerank
+
+#endif  // RERANK_ADMIN_ADMIN_CORE_H_

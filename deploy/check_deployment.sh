@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Pre-deployment validation of a rerankd host; exit status 0 only when every check passes.
+#   ./deploy/check_deployment.sh --config /etc/rerankd/rerankd.yaml
+# Run it from rerankd's working directory (relative paths in the config resolve against it).
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+Usage: $(basename "$0") [--config PATH] [rerankctl global flags]
+
+Runs 'rerankctl check', one ✅/❌ line per check:
+  config file present (with --config), model files (model.pt, vocab.txt, model.yaml),
+  flags file and audit log directories writable, config valid (file + RERANKER_* environment),
+  health OK (GET /health 200, status healthy), reranker enabled, stats available.
+Environment: RERANKER_ADMIN_URL (default http://127.0.0.1:8000), RERANKCTL (binary path).
+Exit status: 0 all checks passed; 1 a check failed; 2 usage error.
+USAGE
+}
+
+for arg in "$@"; do
+  case "$arg" in
+    -h | --help)
+      usage
+      exit 0
+      ;;
+  esac
+done
+
+# shellcheck source=deploy/rerankctl_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/rerankctl_lib.sh"
+RERANKCTL_BIN="$(find_rerankctl)"
+exec "$RERANKCTL_BIN" check "$@"

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Moves a running rerankd to a rollout stage, then shows its status.
+#   ./deploy/deploy_reranker.sh cache-10            # next rollout step
+#   ./deploy/deploy_reranker.sh rollback            # optional features off, reranker stays on
+#   ./deploy/deploy_reranker.sh disabled            # reranker off: original order passes through
+# Extra arguments go to rerankctl (e.g. --actor alice, --admin URL, --token T). The admin token
+# comes from --token or RERANKER_ADMIN_TOKEN; the admin URL from --admin or RERANKER_ADMIN_URL.
+set -euo pipefail
+
+# Keep in sync with StageNames() in common/feature_flags.cc (tests/rerankctl_e2e_test.py checks
+# this list against the server's GET /flags "stages").
+STAGES=(feature-flags cache-10 cache-50 cache-100 full rollback disabled)
+
+usage() {
+  cat <<USAGE
+Usage: $(basename "$0") <stage> [--actor NAME] [rerankctl global flags]
+
+Sets the rollout stage with 'rerankctl stage <stage>' (prints old -> new stage and the effective
+flags), then prints 'rerankctl status'. Stages, in rollout order:
+  feature-flags  reranker on, cache off
+  cache-10       cache for 10% of clients
+  cache-50       cache for 50% of clients
+  cache-100      cache for every client
+  full           cache 100%, batch, audit and overfetch (20 candidates -> top 5) on
+  rollback       back to the plain reranker: cache, batch and overfetch off
+  disabled       reranker off: requests return their original order (full rollback)
+Environment: RERANKER_ADMIN_URL, RERANKER_ADMIN_TOKEN, RERANKCTL (binary path).
+Exit status: 0 applied; 1 the server refused or is unreachable; 2 usage error.
+USAGE
+}
+
+if [[ $# -lt 1 ]]; then
+  usage >&2
+  exit 2
+fi
+case "$1" in
+  -h | --help)
+    usage
+    exit 0
+    ;;
+esac
+stage="$1"
+shift
+valid=0
+for s in "${STAGES[@]}"; do
+  if [[ "$s" == "$stage" ]]; then valid=1; fi
+done
+if [[ $valid -eq 0 ]]; then
+  echo "$(basename "$0"): unknown stage '$stage'; valid stages: ${STAGES[*]}" >&2
+  exit 2
+fi
+
+# --actor is for `stage` only; every other argument goes to both commands.
+stage_args=()
+common_args=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --actor)
+      if [[ $# -lt 2 ]]; then
+        echo "$(basename "$0"): --actor needs a value" >&2
+        exit 2
+      fi
+      stage_args+=("$1" "$2")
+      shift 2
+      ;;
+    --actor=*)
+      stage_args+=("$1")
+      shift
+      ;;
+    *)
+      common_args+=("$1")
+      shift
+      ;;
+  esac
+done
+
+# shellcheck source=deploy/rerankctl_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/rerankctl_lib.sh"
+RERANKCTL_BIN="$(find_rerankctl)"
+
+echo "== rerankctl stage $stage"
+"$RERANKCTL_BIN" stage "$stage" ${stage_args[@]+"${stage_args[@]}"} ${common_args[@]+"${common_args[@]}"}
+echo
+echo "== rerankctl status"
+"$RERANKCTL_BIN" status ${common_args[@]+"${common_args[@]}"}

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Live key stats of a running rerankd, one line every N seconds (default 5), until Ctrl-C.
+#   ./deploy/monitor_reranker.sh 10
+# Extra arguments go to `rerankctl monitor` (e.g. --count 3, --admin URL).
+set -euo pipefail
+
+usage() {
+  cat <<USAGE
+Usage: $(basename "$0") [seconds] [--count K] [rerankctl global flags]
+
+Runs 'rerankctl monitor [seconds]': a header, then every [seconds] (default 5) one line with time,
+stage, total reranks, req/s since the previous line, avg/p95/p99 latency (ms), cache hit %,
+error % and target-latency-met % from GET /health. Ctrl-C stops it.
+Environment: RERANKER_ADMIN_URL (default http://127.0.0.1:8000), RERANKCTL (binary path).
+USAGE
+}
+
+for arg in "$@"; do
+  case "$arg" in
+    -h | --help)
+      usage
+      exit 0
+      ;;
+  esac
+done
+
+# shellcheck source=deploy/rerankctl_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/rerankctl_lib.sh"
+RERANKCTL_BIN="$(find_rerankctl)"
+exec "$RERANKCTL_BIN" monitor "$@"

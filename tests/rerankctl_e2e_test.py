@@ -1,0 +1,300 @@
+#!/usr/bin/python3
+"""End to end: a real rerankd subprocess (tiny test model, admin plane on free ports, admin token
+set) driven by rerankctl and the deploy/*.sh scripts, checking that what they print is what the
+server did (GET /flags, /health, the flags file, the audit log).
+
+The steps share one server and run in name order (test_01_..., test_02_...): later steps depend on
+the state earlier ones leave (stages, errors in the stats window), and the last one stops the
+server to check `rerankctl check` against a stopped server.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from rerankctl_testlib import (BUILD_DIR, RERANKD, STAGES, clean_env,  # noqa: E402
+                               describe, free_port, rerankctl, script)
+
+TOKEN = "e2e-secret-token"
+DOCS = ["Berlin had a population of 3,520,031 registered inhabitants.",
+        "Berlin is well known for its museums.",
+        "The Eiffel Tower is in Paris."]
+
+
+def http(method, url, body=None, token=None):
+    """(status, parsed JSON body) of one admin call; HTTP errors are results, not exceptions."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+class RerankctlE2ETest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        model_dir = os.path.join(BUILD_DIR, "testdata", "tiny_model")
+        if not os.path.isfile(os.path.join(model_dir, "model.yaml")):
+            raise unittest.SkipTest("no tiny model at %s (build target test_models)" % model_dir)
+        cls.tmp = tempfile.mkdtemp(prefix="rerankctl_e2e_")
+        cls.grpc_port, cls.http_port, cls.admin_grpc_port = free_port(), free_port(), free_port()
+        cls.data = os.path.join(cls.tmp, "data")
+        cls.flags_path = os.path.join(cls.data, "flags.yaml")
+        cls.audit_path = os.path.join(cls.data, "reranker_audit.jsonl")
+        cls.config = os.path.join(cls.tmp, "rerankd.yaml")
+        with open(cls.config, "w") as f:
+            f.write("\n".join([
+                "server:", "  listen: 127.0.0.1:%d" % cls.grpc_port, "  drain_timeout_ms: 2000",
+                "model:", "  dir: %s" % model_dir, "  precision: fp32",
+                "execution:", "  workers: 1", "  intra_op_threads: 1",
+                "audit:", "  path: %s" % cls.audit_path,
+                "flags:", "  path: %s" % cls.flags_path, "  poll_interval_ms: 200",
+                "admin:", "  http_listen: 127.0.0.1:%d" % cls.http_port,
+                "  grpc_listen: 127.0.0.1:%d" % cls.admin_grpc_port, "  token: %s" % TOKEN, ""]))
+        cls.admin = "http://127.0.0.1:%d" % cls.http_port
+        cls.target = "127.0.0.1:%d" % cls.grpc_port
+        cls.log_path = os.path.join(cls.tmp, "rerankd.log")
+        cls.log = open(cls.log_path, "w")
+        cls.proc = subprocess.Popen([RERANKD, "--config", cls.config], cwd=cls.tmp,
+                                    env=clean_env(OPENBLAS_NUM_THREADS=1), stdout=cls.log,
+                                    stderr=subprocess.STDOUT)
+        # Wait for readiness (model load + warmup); this is a startup wait, not timing logic.
+        deadline = time.monotonic() + 120
+        while True:
+            if cls.proc.poll() is not None:
+                log = cls.server_log()
+                cls.tearDownClass()
+                raise AssertionError("rerankd exited with %d:\n%s" % (cls.proc.returncode, log))
+            try:
+                if http("GET", cls.admin + "/ready")[0] == 200:
+                    break
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                log = cls.server_log()
+                cls.tearDownClass()
+                raise AssertionError("rerankd not ready after 120 s:\n" + log)
+            time.sleep(0.2)
+        cls.env = clean_env(RERANKER_ADMIN_URL=cls.admin, RERANKER_GRPC_TARGET=cls.target,
+                            RERANKER_ADMIN_TOKEN=TOKEN)
+
+    @classmethod
+    def server_log(cls):
+        cls.log.flush()
+        with open(cls.log_path) as f:
+            return f.read()[-4000:]
+
+    @classmethod
+    def stop_server(cls):
+        if cls.proc.poll() is None:
+            cls.proc.send_signal(signal.SIGTERM)
+            try:
+                cls.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                cls.proc.kill()
+                cls.proc.wait()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.stop_server()
+        cls.log.close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def flags(self):
+        status, body = http("GET", self.admin + "/flags")
+        self.assertEqual(status, 200, body)
+        return body
+
+    def audit_events(self, event_type, where=lambda e: True):
+        """Audit events of `event_type` matching `where`; waits up to 10 s for a first one, since
+        the audit writer appends in the background."""
+        deadline = time.monotonic() + 10
+        while True:
+            events = []
+            if os.path.exists(self.audit_path):
+                with open(self.audit_path) as f:
+                    events = [json.loads(line) for line in f if line.strip()]
+            found = [e for e in events if e.get("event_type") == event_type and where(e)]
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
+    # ---- steps ----
+
+    def test_01_check_passes_on_a_healthy_server(self):
+        p = script("check_deployment.sh", "--config", self.config, env=self.env)
+        self.assertEqual(p.returncode, 0, describe(p) + self.server_log())
+        self.assertEqual(p.stdout.count("✅"), 8, describe(p))
+        self.assertNotIn("❌", p.stdout)
+        for name in ("config file", "model files", "flags file directory", "config valid",
+                     "health", "reranker enabled", "stats available"):
+            self.assertIn("✅ " + name + ":", p.stdout)
+
+    def test_02_status(self):
+        p = rerankctl("status", env=self.env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertIn("rerankd at %s: healthy, ready" % self.admin, p.stdout)
+        self.assertIn("model:    tiny_model version ", p.stdout)
+        self.assertIn("stage:    feature-flags", p.stdout)
+        self.assertIn("reranker: enabled", p.stdout)
+        p = rerankctl("status", "--json", env=self.env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        doc = json.loads(p.stdout)
+        self.assertEqual(doc["health"]["reranker"]["stage"], "feature-flags")
+        self.assertEqual(doc["flags"]["stage"], "feature-flags")
+        # The deploy script's stage list is the server's.
+        self.assertEqual(doc["flags"]["stages"], STAGES)
+
+    def test_03_rerank_prints_three_ranked_docs(self):
+        args = ["rerank", "--query", "How many people live in Berlin?"]
+        for d in DOCS:
+            args += ["--doc", d]
+        p = rerankctl(*args, env=self.env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertIn("model tiny_model (version ", p.stdout)
+        self.assertIn("reranked: yes", p.stdout)
+        rows = [line.split(None, 4) for line in p.stdout.splitlines()
+                if re.match(r"^\s+\d+\s+-?\d+\.\d+\s+\d+\s", line)]
+        self.assertEqual([int(r[0]) for r in rows], [1, 2, 3], describe(p))
+        scores = [float(r[1]) for r in rows]
+        self.assertEqual(scores, sorted(scores, reverse=True))
+        self.assertEqual(sorted(int(r[2]) for r in rows), [0, 1, 2])
+        for r in rows:  # the snippet is the text of the document at that index
+            self.assertEqual(r[4], DOCS[int(r[2])])
+        # --json and --docs-file give the same ranking.
+        docs_file = os.path.join(self.tmp, "docs.txt")
+        with open(docs_file, "w") as f:
+            f.write("d0\t%s\n\nd1\t%s\n%s\n" % tuple(DOCS))
+        p = rerankctl("rerank", "--query", "How many people live in Berlin?", "--docs-file",
+                      docs_file, "--json", "--top-n", "2", env=self.env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        doc = json.loads(p.stdout)
+        self.assertEqual([r["index"] for r in doc["results"]], [int(r[2]) for r in rows[:2]])
+        self.assertEqual([r["id"] for r in doc["results"]],
+                         [["d0", "d1", ""][int(r[2])] for r in rows[:2]])
+        self.assertTrue(doc["reranked"])
+
+    def test_04_stage_transitions_take_effect(self):
+        expected = {  # stage -> (reranker.enabled, cache.enabled, cache.traffic_percent)
+            "cache-10": (True, True, 10), "cache-50": (True, True, 50),
+            "cache-100": (True, True, 100), "full": (True, True, 100),
+            "rollback": (True, False, 0), "disabled": (False, False, 0),
+            "feature-flags": (True, False, 0),
+        }
+        previous = self.flags()["stage"]
+        for stage, (enabled, cache, percent) in expected.items():
+            p = script("deploy_reranker.sh", stage, "--actor", "e2e-" + stage, env=self.env)
+            self.assertEqual(p.returncode, 0, describe(p))
+            self.assertIn("stage: %s -> %s (by e2e-%s at " % (previous, stage, stage), p.stdout)
+            self.assertRegex(p.stdout, r"cache\.traffic_percent\s+%d\b" % percent)
+            self.assertIn("stage:    %s (set by e2e-%s" % (stage, stage), p.stdout)  # status
+            f = self.flags()
+            self.assertEqual(f["stage"], stage)
+            self.assertEqual(f["updated_by"], "e2e-" + stage)
+            self.assertEqual(f["flags"]["reranker"]["enabled"], enabled)
+            self.assertEqual(f["flags"]["cache"]["enabled"], cache)
+            self.assertEqual(f["flags"]["cache"]["traffic_percent"], percent)
+            with open(self.flags_path) as fh:
+                self.assertRegex(fh.read(), r"(?m)^stage: \"?%s\"?$" % re.escape(stage))
+            self.assertEqual(http("GET", self.admin + "/health")[1]["reranker"]["enabled"], enabled)
+            if stage == "disabled":
+                p = rerankctl("rerank", "--query", "q", "--doc", "a", "--doc", "b", env=self.env)
+                self.assertEqual(p.returncode, 0, describe(p))
+                self.assertIn("reranked: NO", p.stdout)
+            previous = stage
+        changes = self.audit_events("flag_change")
+        self.assertGreaterEqual(len(changes), len(expected))
+
+    def test_05_wrong_token_and_unknown_stage_fail(self):
+        before = self.flags()
+        p = rerankctl("stage", "full", "--token", "not-the-token", env=self.env)
+        self.assertEqual(p.returncode, 1, describe(p))
+        self.assertIn("HTTP 401", p.stderr)
+        env = clean_env(RERANKER_ADMIN_URL=self.admin)  # no token
+        p = script("deploy_reranker.sh", "full", env=env)
+        self.assertEqual(p.returncode, 1, describe(p))
+        self.assertIn("HTTP 401", p.stderr)
+        p = rerankctl("stage", "cache-75", env=self.env)
+        self.assertEqual(p.returncode, 1, describe(p))
+        self.assertIn("HTTP 400", p.stderr)
+        self.assertIn("full", p.stderr)  # lists the valid stages
+        after = self.flags()
+        self.assertEqual(after["stage"], before["stage"])
+        self.assertEqual(after["updated_at"], before["updated_at"])
+
+    def test_06_monitor_prints_lines(self):
+        p = script("monitor_reranker.sh", "0.2", "--count", "2", env=self.env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        lines = p.stdout.splitlines()
+        self.assertEqual(len(lines), 4, describe(p))  # banner, header, 2 lines
+        self.assertIn("REQ/S", lines[1])
+        for line in lines[2:]:
+            cols = line.split()
+            self.assertRegex(cols[0], r"^\d\d:\d\d:\d\d$")
+            self.assertEqual(cols[1], self.flags()["stage"])
+            self.assertGreaterEqual(int(cols[2]), 3)  # the reranks of the steps above
+        self.assertEqual(lines[2].split()[3], "-")
+        self.assertRegex(lines[3].split()[3], r"^\d+\.\d$")
+
+    def test_07_rate_limit_violation_is_audited(self):
+        # Lower the per-client limit with a flags patch, exceed it, and find the audit events the
+        # operations guide greps for.
+        status, body = http("POST", self.admin + "/flags",
+                            {"flags": {"rate_limit": {"enabled": True, "per_minute": 1}},
+                             "actor": "e2e"}, token=TOKEN)
+        self.assertEqual(status, 200, body)
+        try:
+            codes = []
+            for _ in range(3):
+                p = rerankctl("rerank", "--query", "q", "--doc", "a", "--client-id", "greedy",
+                              env=self.env)
+                codes.append(p.returncode)
+            self.assertIn(1, codes)
+            self.assertIn("RESOURCE_EXHAUSTED", p.stderr)
+            violations = self.audit_events("rate_limit_violation")
+            self.assertTrue(violations)
+            self.assertEqual(violations[-1]["client_id"], "greedy")
+        finally:
+            status, body = http("POST", self.admin + "/flags",
+                                {"flags": {"rate_limit": {"per_minute": 100}}, "actor": "e2e"},
+                                token=TOKEN)
+            self.assertEqual(status, 200, body)
+
+    def test_08_failed_request_is_audited(self):
+        p = rerankctl("rerank", "--query", "   ", "--doc", "a", env=self.env)
+        self.assertEqual(p.returncode, 1, describe(p))
+        self.assertIn("INVALID_ARGUMENT", p.stderr)
+        failed = self.audit_events("rerank", lambda e: e.get("success") is False)
+        self.assertTrue(failed)
+        self.assertIn("INVALID_ARGUMENT", failed[-1]["error"])
+
+    def test_99_check_fails_against_stopped_server(self):
+        self.stop_server()
+        p = script("check_deployment.sh", "--config", self.config, env=self.env)
+        self.assertEqual(p.returncode, 1, describe(p))
+        self.assertIn("❌ health:", p.stdout)
+        self.assertIn("❌ reranker enabled:", p.stdout)
+        self.assertIn("❌ stats available:", p.stdout)
+        self.assertIn("✅ model files:", p.stdout)  # local checks still pass
+        self.assertIn("3 of 8 checks failed", p.stdout)
+        p = rerankctl("status", env=self.env)
+        self.assertEqual(p.returncode, 1, describe(p))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

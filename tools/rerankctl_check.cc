@@ -1,0 +1,186 @@
+#include "tools/rerankctl_check.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "nlohmann/json.hpp"
+#include "tools/rerankctl_format.h"
+
+namespace rerank::ctl {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+CheckResult Pass(std::string name, std::string detail) { return {std::move(name), true, std::move(detail)}; }
+CheckResult Fail(std::string name, std::string detail) { return {std::move(name), false, std::move(detail)}; }
+
+CheckResult CheckModelFiles(const std::string& dir) {
+  const char* kName = "model files";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return Fail(kName, absl::StrCat(dir, " is not a directory"));
+  std::vector<std::string> missing;
+  for (const char* file : {"model.pt", "vocab.txt", "model.yaml"}) {
+    const fs::path p = fs::path(dir) / file;
+    if (!fs::is_regular_file(p, ec) || access(p.c_str(), R_OK) != 0) {
+      missing.push_back(file);
+    } else if (fs::file_size(p, ec) == 0) {
+      missing.push_back(absl::StrCat(file, " (empty)"));
+    }
+  }
+  if (!missing.empty()) {
+    return Fail(kName, absl::StrCat(dir, ": missing or unreadable: ", absl::StrJoin(missing, ", ")));
+  }
+  return Pass(kName, absl::StrCat(dir, " has model.pt, vocab.txt, model.yaml"));
+}
+
+// The server creates missing parent directories and replaces files by rename, so what matters is
+// that the nearest existing ancestor directory is writable (and the file, if any, readable).
+CheckResult CheckWritableDir(const std::string& name, const std::string& key,
+                             const std::string& file) {
+  std::error_code ec;
+  fs::path dir = fs::path(file).parent_path();
+  if (dir.empty()) dir = ".";
+  fs::path existing = dir;
+  while (!fs::exists(existing, ec) && existing.has_parent_path() &&
+         existing.parent_path() != existing) {
+    existing = existing.parent_path();
+  }
+  if (!fs::is_directory(existing, ec)) {
+    return Fail(name, absl::StrCat(key, "=", file, ": ", existing.string(), " is not a directory"));
+  }
+  if (access(existing.c_str(), W_OK | X_OK) != 0) {
+    return Fail(name, absl::StrCat(key, "=", file, ": directory ", existing.string(),
+                                   " is not writable by this user"));
+  }
+  if (fs::exists(file, ec) && access(file.c_str(), R_OK) != 0) {
+    return Fail(name, absl::StrCat(key, "=", file, ": file exists but is not readable"));
+  }
+  if (existing != dir) {
+    return Pass(name, absl::StrCat(dir.string(), " will be created (", existing.string(),
+                                   " is writable)"));
+  }
+  return Pass(name, absl::StrCat(dir.string(), " is writable"));
+}
+
+}  // namespace
+
+std::vector<CheckResult> RunPreDeploymentChecks(const CheckOptions& options, const HttpGetter& get) {
+  std::vector<CheckResult> results;
+  std::error_code ec;
+  if (!options.config_path.empty()) {
+    if (fs::is_regular_file(options.config_path, ec) && access(options.config_path.c_str(), R_OK) == 0) {
+      results.push_back(Pass("config file", options.config_path));
+    } else {
+      results.push_back(Fail("config file", absl::StrCat(options.config_path,
+                                                         " does not exist or is not readable")));
+    }
+  }
+  absl::StatusOr<Config> config = LoadConfig(options.config_path, options.env);
+  absl::Status valid = config.ok() ? ValidateConfig(*config, options.cores) : config.status();
+  if (config.ok()) {
+    results.push_back(CheckModelFiles(config->model.dir));
+    results.push_back(CheckWritableDir("flags file directory", "flags.path", config->flags.path));
+    results.push_back(CheckWritableDir("audit log directory", "audit.path", config->audit.path));
+  } else {
+    for (const char* name : {"model files", "flags file directory", "audit log directory"}) {
+      results.push_back(Fail(name, "unknown: the configuration could not be loaded"));
+    }
+  }
+  const std::string source =
+      options.config_path.empty() ? "built-in defaults + environment" : options.config_path;
+  results.push_back(valid.ok() ? Pass("config valid", absl::StrCat(source, " loads and validates"))
+                               : Fail("config valid", std::string(valid.message())));
+
+  // Remote checks, all from one GET /health.
+  absl::StatusOr<HttpResponse> health = get("/health");
+  json body;
+  std::string why_no_body;
+  if (!health.ok()) {
+    why_no_body = std::string(health.status().message());
+  } else {
+    body = json::parse(health->body, nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded() || !body.is_object()) {
+      why_no_body = absl::StrCat("GET /health answered HTTP ", health->status,
+                                 " with a body that is not a JSON object: ", Snippet(health->body, 120));
+    }
+  }
+  if (!why_no_body.empty()) {
+    results.push_back(Fail("health", why_no_body));
+    results.push_back(Fail("reranker enabled", "unknown: no /health answer"));
+    results.push_back(Fail("stats available", "unknown: no /health answer"));
+    return results;
+  }
+  const std::string status =
+      body.contains("status") && body["status"].is_string() ? body["status"].get<std::string>() : "?";
+  if (health->status == 200 && status == "healthy") {
+    results.push_back(Pass("health", "GET /health -> 200, status healthy"));
+  } else {
+    std::string why = absl::StrCat("GET /health -> ", health->status, ", status ", status);
+    if (health->status != 200) {
+      // /ready says why the server is not ready (loading, warming up, draining).
+      absl::StatusOr<HttpResponse> ready = get("/ready");
+      if (ready.ok()) {
+        json r = json::parse(ready->body, nullptr, false);
+        if (r.is_object() && r.contains("reason") && r["reason"].is_string()) {
+          absl::StrAppend(&why, " (not ready: ", r["reason"].get<std::string>(), ")");
+        }
+      }
+    } else if (status == "degraded") {
+      absl::StrAppend(&why, " (error rate above 5% in the stats window)");
+    }
+    results.push_back(Fail("health", why));
+  }
+  const json* reranker = body.contains("reranker") ? &body["reranker"] : nullptr;
+  if (reranker != nullptr && reranker->is_object() && reranker->contains("enabled") &&
+      (*reranker)["enabled"].is_boolean()) {
+    if ((*reranker)["enabled"].get<bool>()) {
+      results.push_back(Pass("reranker enabled", ".reranker.enabled is true"));
+    } else {
+      const std::string stage = reranker->contains("stage") && (*reranker)["stage"].is_string()
+                                    ? (*reranker)["stage"].get<std::string>()
+                                    : "?";
+      results.push_back(Fail("reranker enabled",
+                             absl::StrCat(".reranker.enabled is false (stage ", stage,
+                                          "): requests pass through unranked")));
+    }
+  } else {
+    results.push_back(Fail("reranker enabled", ".reranker.enabled is missing or not a bool"));
+  }
+  std::vector<std::string> problems = StatsProblems(body);
+  if (problems.empty()) {
+    results.push_back(Pass("stats available", absl::StrCat("all ", StatsFields().size(),
+                                                           " .reranker.stats fields present")));
+  } else {
+    results.push_back(Fail("stats available", absl::StrJoin(problems, ", ")));
+  }
+  return results;
+}
+
+std::string FormatCheckResults(const std::vector<CheckResult>& results) {
+  std::string out;
+  size_t failed = 0;
+  for (const CheckResult& r : results) {
+    absl::StrAppend(&out, r.ok ? "✅ " : "❌ ", r.name, ": ", r.detail, "\n");
+    if (!r.ok) ++failed;
+  }
+  if (failed == 0) {
+    absl::StrAppend(&out, "all ", results.size(), " checks passed\n");
+  } else {
+    absl::StrAppend(&out, failed, " of ", results.size(), " checks failed\n");
+  }
+  return out;
+}
+
+bool AllPassed(const std::vector<CheckResult>& results) {
+  for (const CheckResult& r : results) {
+    if (!r.ok) return false;
+  }
+  return true;
+}
+
+}  // namespace rerank::ctl
