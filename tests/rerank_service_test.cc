@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,9 +58,9 @@ class RerankServiceTest : public ::testing::Test {
     server_.reset();
     fs::remove_all(dir_);
   }
-  void Start(Clock* clock = nullptr) {
+  void Start(Clock* clock = nullptr, bool real_model = false) {
     RerankServer::Overrides o;
-    o.scorer_factory = scorer_.Factory();
+    if (!real_model) o.scorer_factory = scorer_.Factory();
     o.clock = clock;
     auto s = RerankServer::Create(config_, o);
     ASSERT_TRUE(s.ok()) << s.status();
@@ -452,6 +453,49 @@ TEST_F(RerankServiceTest, CacheRolloutIsStickyWithinTwoPercentOverTenThousandCli
       EXPECT_EQ(hits_per_client[c] == 1, InRollout(absl::StrCat("client-", c), percent));
     }
   }
+}
+
+// With the real TorchScript model: a request whose candidates overlap an earlier one is served
+// partly from the cache, and every score equals what the model gives without the cache.
+TEST_F(RerankServiceTest, CachePartialHitsScoreIdenticallyToUncachedWithTheRealModel) {
+  config_.model.precision = "fp32";
+  config_.execution.intra_op_threads = 1;
+  auto staged = ApplyStage("cache-100", config_.flags.initial);
+  ASSERT_TRUE(staged.ok());
+  config_.flags.initial = *staged;
+  Start(nullptr, /*real_model=*/true);
+  const std::string q = "how many people live in berlin";
+  const std::string a = "berlin is well known for its museums", b = "berlin has 3.5 million people",
+                    c = "paris is in france", d = "a quiet village", e = "people live in cities";
+  auto by_text = [](const v1::RerankResponse& r) {
+    std::map<std::string, float> m;
+    for (const auto& x : r.results()) m[x.text()] = x.score();
+    return m;
+  };
+  auto first = Req(q, {a, b, c});
+  first.set_top_n(10);
+  first.set_return_documents(true);
+  v1::RerankResponse r1, r2, r3;
+  ASSERT_TRUE(Call(first, &r1).ok());
+  EXPECT_EQ(r1.cache_hits(), 0u);
+  auto second = Req(q, {b, d, c, e});
+  second.set_top_n(10);
+  second.set_return_documents(true);
+  ASSERT_TRUE(Call(second, &r2).ok());
+  EXPECT_EQ(r2.cache_hits(), 2u) << "b and c were cached by the first request";
+  auto s1 = by_text(r1), s2 = by_text(r2);
+  EXPECT_EQ(s2[b], s1[b]);
+  EXPECT_EQ(s2[c], s1[c]);
+  // The same request without the cache: the model scores all four documents again.
+  ASSERT_TRUE(server_->flags()->SetStage("feature-flags", "test").ok());
+  ASSERT_TRUE(Call(second, &r3).ok());
+  EXPECT_EQ(r3.cache_hits(), 0u);
+  auto s3 = by_text(r3);
+  ASSERT_EQ(s3.size(), 4u);
+  for (const auto& [text, score] : s3) EXPECT_NEAR(s2[text], score, 1e-5) << text;
+  EXPECT_EQ(Indices(r2), Indices(r3));
+  EXPECT_NE(s3[b], s3[d]) << "the real model tells documents apart";
+  EXPECT_EQ(server_->cache()->GetStats().hits, 2u);
 }
 
 TEST_F(RerankServiceTest, StandardHealthServiceReportsServing) {
