@@ -17,16 +17,8 @@ Exit status: 0 all checks passed; 1 a check failed; 2 usage error.
 USAGE
 }
 
-for arg in "$@"; do
-  case "$arg" in
-    -h | --help)
-      usage
-      exit 0
-      ;;
-  esac
-done
-
 # shellcheck source=deploy/rerankctl_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rerankctl_lib.sh"
+exit_on_help "$@"
 RERANKCTL_BIN="$(find_rerankctl)"
 exec "$RERANKCTL_BIN" check "$@"

@@ -15,16 +15,8 @@ Environment: RERANKER_ADMIN_URL (default http://127.0.0.1:8000), RERANKCTL (bina
 USAGE
 }
 
-for arg in "$@"; do
-  case "$arg" in
-    -h | --help)
-      usage
-      exit 0
-      ;;
-  esac
-done
-
 # shellcheck source=deploy/rerankctl_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rerankctl_lib.sh"
+exit_on_help "$@"
 RERANKCTL_BIN="$(find_rerankctl)"
 exec "$RERANKCTL_BIN" monitor "$@"

@@ -25,3 +25,16 @@ find_rerankctl() {
        "put rerankctl on PATH, or set RERANKCTL=/path/to/rerankctl" >&2
   return 1
 }
+
+# Prints the caller's usage() and exits 0 when any argument is -h or --help.
+exit_on_help() {
+  local arg
+  for arg in "$@"; do
+    case "$arg" in
+      -h | --help)
+        usage
+        exit 0
+        ;;
+    esac
+  done
+}
