@@ -27,6 +27,7 @@
 #include "common/score_cache.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/files.h"
 #include "prometheus/registry.h"
 #include "rerank/admin/v1/admin.grpc.pb.h"
 #include "tests/testing/fake_clock.h"
@@ -36,6 +37,8 @@
 namespace rerank {
 namespace {
 
+using testing::ReadFile;
+
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
@@ -44,13 +47,6 @@ using testing::HttpGet;
 using testing::HttpPost;
 using testing::HttpRequest;
 using testing::HttpResult;
-
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::vector<json> ReadAudit(const fs::path& p) {
   std::vector<json> events;

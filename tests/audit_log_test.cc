@@ -14,27 +14,19 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/files.h"
 #include "tests/testing/fake_audit_sink.h"
 #include "tests/testing/fake_clock.h"
 
 namespace rerank {
 namespace {
 
+using testing::ReadFile;
+using testing::WriteFile;
+
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
-
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-void WriteFile(const fs::path& p, const std::string& content) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << content;
-}
 
 // Splits on '\n'; the content must end with '\n' (no partial line).
 std::vector<std::string> Lines(const std::string& content) {

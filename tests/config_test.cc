@@ -6,9 +6,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/files.h"
 
 namespace rerank {
 namespace {
+
+using testing::ReadFile;
 
 using ::testing::HasSubstr;
 
@@ -18,13 +21,6 @@ EnvLookup Env(std::map<std::string, std::string> vars) {
     if (it == vars.end()) return std::nullopt;
     return it->second;
   };
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 // The documented example must be exactly the built-in defaults (docs cannot drift).

@@ -14,6 +14,7 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/files.h"
 #include "tests/testing/fake_audit_sink.h"
 #include "tests/testing/fake_clock.h"
 #include "yaml-cpp/yaml.h"
@@ -21,23 +22,13 @@
 namespace rerank {
 namespace {
 
+using testing::ReadFile;
+using testing::WriteFile;
+
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using json = nlohmann::json;
-
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// A plain, non-atomic overwrite, like `kubectl cp` or an editor without rename.
-void WriteFile(const fs::path& p, const std::string& content) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out << content;
-}
 
 FeatureFlags StageFlags(const std::string& stage, const FeatureFlags& base = FeatureFlags{}) {
   absl::StatusOr<FeatureFlags> f = ApplyStage(stage, base);
