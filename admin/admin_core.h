@@ -30,15 +30,11 @@
 #include "common/audit_sink.h"
 #include "common/clock.h"
 #include "common/flag_store.h"
+#include "common/observers.h"
 #include "common/score_cache.h"
 #include "nlohmann/json.hpp"
 
 namespace rerank {
-
-struct Readiness {
-  bool ready = false;
-  std::string reason;  // why not ready; empty when ready
-};
 
 // The typed content of GET /health (and admin GetStats).
 struct HealthReport {
