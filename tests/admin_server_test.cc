@@ -227,7 +227,7 @@ TEST_F(AdminServerTest, HealthHasTheContractShape) {
   EXPECT_EQ(s["total_reranks"], 0);  // warmup is not a request
 
   EXPECT_EQ(Get("/live").status, 200);
-  EXPECT_EQ(Body(Get("/ready")), json({{"ready", true}}));
+  EXPECT_EQ(Body(Get("/ready")), json({{"ready", true}, {"reason", ""}}));
   EXPECT_TRUE(peer().readiness().ready);
 }
 
@@ -380,7 +380,7 @@ TEST_F(AdminServerTest, EveryStageTakesEffectOnTheNextRequest) {
   ctx.AddMetadata("authorization", "Bearer secret");
   admin::v1::SetStageRequest req;
   req.set_stage("feature-flags");
-  admin::v1::FlagsResponse resp;
+  admin::v1::FlagsView resp;
   ASSERT_TRUE(admin_->SetStage(&ctx, req, &resp).ok());
   EXPECT_TRUE(RerankOk(Request("capital of france", kDocs)).reranked());
 }
@@ -398,7 +398,7 @@ TEST_F(AdminServerTest, AuthAndTheDataPortServesNoAdminCalls) {
 
   admin::v1::SetStageRequest req;
   req.set_stage("cache-10");
-  admin::v1::FlagsResponse resp;
+  admin::v1::FlagsView resp;
   {
     grpc::ClientContext ctx;
     EXPECT_EQ(admin_->SetStage(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
@@ -417,7 +417,7 @@ TEST_F(AdminServerTest, AuthAndTheDataPortServesNoAdminCalls) {
     ctx.AddMetadata("authorization", "Bearer secret");
     EXPECT_EQ(on_data_port->SetStage(&ctx, req, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
     grpc::ClientContext ctx2;
-    admin::v1::GetStatsResponse stats;
+    admin::v1::Health stats;
     EXPECT_EQ(on_data_port->GetStats(&ctx2, admin::v1::GetStatsRequest(), &stats).error_code(),
               grpc::StatusCode::UNIMPLEMENTED);
   }
@@ -580,7 +580,7 @@ TEST_F(AdminServerTest, EmptyListenAddressDisablesAnAdminServer) {
   EXPECT_EQ(server_->admin_http_port(), 0);
   ASSERT_NE(server_->admin_grpc_port(), 0);
   grpc::ClientContext ctx;
-  admin::v1::GetStatsResponse stats;
+  admin::v1::Health stats;
   ASSERT_TRUE(admin_->GetStats(&ctx, admin::v1::GetStatsRequest(), &stats).ok());
   EXPECT_TRUE(stats.ready());
   EXPECT_EQ(stats.status(), "healthy");
