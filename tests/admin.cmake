@@ -15,3 +15,6 @@ rerank_add_test(admin_server_test
 add_dependencies(admin_server_test test_models)
 # Fallback for the tiny model's location when RERANK_BUILD_DIR is not in the environment.
 target_compile_definitions(admin_server_test PRIVATE RERANK_TEST_BUILD_DIR="${CMAKE_BINARY_DIR}")
+rerank_add_test(proto_json_test
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/proto_json_test.cc
+  LIBS rerank_proto_json rerank_flags_proto)
