@@ -445,7 +445,9 @@ TEST_F(RerankServiceTest, CacheRolloutIsStickyWithinTwoPercentOverTenThousandCli
         ASSERT_TRUE(stub_->RerankBatch(&ctx, batch, &resp).ok());
         for (int k = 0; k < resp.responses_size(); ++k) {
           if (round == 1) hits_per_client[first + k] = resp.responses(k).cache_hits();
-          if (round == 0) EXPECT_EQ(resp.responses(k).cache_hits(), 0u);
+          if (round == 0) {
+            EXPECT_EQ(resp.responses(k).cache_hits(), 0u);
+          }
         }
       }
     }
