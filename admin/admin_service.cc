@@ -7,15 +7,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
 #include "common/status_macros.h"
 
 namespace rerank {
 namespace {
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  if (s.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
 
 std::optional<std::string> Metadata(const grpc::CallbackServerContext& context,
                                     const std::string& key) {
@@ -41,7 +38,7 @@ grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context
     absl::Status auth = core_->Authorize(AdminTokenFromHeaders(
         Metadata(*context, "authorization"), Metadata(*context, "x-admin-token")));
     if (!auth.ok()) {
-      reactor->Finish(ToGrpc(auth));
+      reactor->Finish(ToGrpcStatus(auth));
       return reactor;
     }
   }
@@ -52,7 +49,7 @@ grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context
     } catch (const std::exception& e) {  // json access on unexpected shapes: adapter boundary
       s = absl::InternalError(absl::StrCat("internal error: ", e.what()));
     }
-    reactor->Finish(ToGrpc(s));
+    reactor->Finish(ToGrpcStatus(s));
   });
   if (!queued) reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "admin server is stopping"));
   return reactor;

@@ -11,7 +11,9 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 #include "common/rollout.h"
+#include "common/status_macros.h"
 
 namespace rerank {
 namespace {
@@ -33,6 +35,12 @@ std::string QueryHash(std::string_view q) {
 
 float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 
+// INVALID_ARGUMENT naming the field: "<prefix><field>: <message>".
+absl::Status FieldError(absl::string_view prefix, absl::string_view field,
+                        absl::string_view message) {
+  return absl::InvalidArgumentError(absl::StrCat(prefix, field, ": ", message));
+}
+
 }  // namespace
 
 struct RerankEngine::SubPlan {
@@ -41,6 +49,7 @@ struct RerankEngine::SubPlan {
   uint32_t top_n = 0;
   bool sigmoid = false;
   bool reranked = true;       // false: pass-through
+  bool chunk = false;         // long documents: chunk_max (true) or truncate
   bool use_cache = false;
   std::string cache_namespace;
   struct Doc {
@@ -120,10 +129,21 @@ absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string&
   }
   plan->model_name = deps_.model.name;
   plan->model_version = deps_.model.version;
+  RETURN_IF_ERROR(ValidateRequest(req, prefix));
+  ResolveOptions(req, flags, plan);
+  if (!plan->reranked) return absl::OkStatus();  // pass-through: original order, cut to top_n
+  ASSIGN_OR_RETURN(const std::vector<int32_t> query_ids, TokenizeQuery(req, prefix));
+  ResolveScoring(req, client_key, flags, plan);
+  if (plan->use_cache) LookupCache(req, plan);
+  return EncodeDocuments(req, prefix, query_ids, rows, plan);
+}
+
+// Documented in README "Bad input"; every message starts with the field's name.
+absl::Status RerankEngine::ValidateRequest(const v1::RerankRequest& req,
+                                           const std::string& prefix) const {
   auto bad = [&](const std::string& field, const std::string& msg) {
-    return absl::InvalidArgumentError(absl::StrCat(prefix, field, ": ", msg));
+    return FieldError(prefix, field, msg);
   };
-  // --- validation (documented in README "Bad input") ---
   if (req.query().size() > options_.max_query_bytes) {
     return bad("query", absl::StrCat(req.query().size(), " bytes exceeds the limit of ",
                                      options_.max_query_bytes, " (rerank.max_query_bytes)"));
@@ -146,10 +166,12 @@ absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string&
                               options_.max_document_bytes, " (rerank.max_document_bytes)"));
     }
     if (size_t off = FindInvalidUtf8(text); off != std::string_view::npos) {
-      return bad(absl::StrCat("documents[", i, "].text"), absl::StrCat("invalid UTF-8 at byte ", off));
+      return bad(absl::StrCat("documents[", i, "].text"),
+                 absl::StrCat("invalid UTF-8 at byte ", off));
     }
     if (size_t off = FindInvalidUtf8(req.documents(i).id()); off != std::string_view::npos) {
-      return bad(absl::StrCat("documents[", i, "].id"), absl::StrCat("invalid UTF-8 at byte ", off));
+      return bad(absl::StrCat("documents[", i, "].id"),
+                 absl::StrCat("invalid UTF-8 at byte ", off));
     }
   }
   if (!v1::ScoreActivation_IsValid(req.score_activation())) {
@@ -158,8 +180,12 @@ absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string&
   if (!v1::LongDocumentMode_IsValid(req.long_document_mode())) {
     return bad("long_document_mode", absl::StrCat("unknown value ", req.long_document_mode()));
   }
+  return absl::OkStatus();
+}
 
-  // --- flags: overfetch and top_n ---
+void RerankEngine::ResolveOptions(const v1::RerankRequest& req, const FeatureFlags& flags,
+                                  SubPlan* plan) const {
+  const int n = req.documents_size();
   int considered = n;
   uint32_t default_top_n = options_.default_top_n;
   if (flags.overfetch_enabled) {
@@ -172,55 +198,70 @@ absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string&
                       : req.score_activation() == v1::SCORE_ACTIVATION_SIGMOID;
   plan->docs.resize(considered);
   for (int i = 0; i < considered; ++i) plan->docs[i].index = i;
-  if (!flags.reranker_enabled) {
-    plan->reranked = false;  // pass-through: original order, cut to top_n
-    return absl::OkStatus();
+  plan->reranked = flags.reranker_enabled;
+}
+
+absl::StatusOr<std::vector<int32_t>> RerankEngine::TokenizeQuery(const v1::RerankRequest& req,
+                                                                 const std::string& prefix) const {
+  absl::StatusOr<std::vector<int32_t>> ids = deps_.tokenizer->Tokenize(req.query());
+  if (!ids.ok()) return FieldError(prefix, "query", ids.status().message());
+  if (ids->empty()) {
+    return FieldError(prefix, "query", "has no tokens (only whitespace or control characters)");
   }
+  return ids;
+}
 
-  absl::StatusOr<std::vector<int32_t>> query_ids = deps_.tokenizer->Tokenize(req.query());
-  if (!query_ids.ok()) return bad("query", std::string(query_ids.status().message()));
-  if (query_ids->empty()) return bad("query", "has no tokens (only whitespace or control characters)");
-
-  const bool chunk = req.long_document_mode() == v1::LONG_DOCUMENT_MODE_UNSPECIFIED
-                         ? options_.chunk_long_documents
-                         : req.long_document_mode() == v1::LONG_DOCUMENT_MODE_CHUNK_MAX;
+void RerankEngine::ResolveScoring(const v1::RerankRequest& req, const std::string& client_key,
+                                  const FeatureFlags& flags, SubPlan* plan) const {
+  plan->chunk = req.long_document_mode() == v1::LONG_DOCUMENT_MODE_UNSPECIFIED
+                    ? options_.chunk_long_documents
+                    : req.long_document_mode() == v1::LONG_DOCUMENT_MODE_CHUNK_MAX;
+  // Chunked and truncated scores of the same pair differ, so they never share cache entries.
   plan->cache_namespace =
-      chunk ? absl::StrCat(cache_namespace_, "|chunk", options_.max_chunks_per_doc, "o",
-                           options_.chunk_overlap_tokens)
-            : absl::StrCat(cache_namespace_, "|trunc");
+      plan->chunk ? absl::StrCat(cache_namespace_, "|chunk", options_.max_chunks_per_doc, "o",
+                                 options_.chunk_overlap_tokens)
+                  : absl::StrCat(cache_namespace_, "|trunc");
   plan->use_cache = deps_.cache != nullptr && flags.cache_enabled &&
                     InRollout(client_key, flags.cache_traffic_percent);
-  if (plan->use_cache) {
-    std::vector<std::string_view> texts(considered);
-    for (int i = 0; i < considered; ++i) texts[i] = req.documents(i).text();
-    std::vector<std::optional<float>> hits =
-        deps_.cache->LookupBatch(plan->cache_namespace, req.query(), texts);
-    plan->cache_lookups = considered;
-    for (int i = 0; i < considered; ++i) {
-      if (hits[i].has_value()) {
-        plan->docs[i].cached = true;
-        plan->docs[i].raw_score = *hits[i];
-        ++plan->cache_hits;
-      }
+}
+
+void RerankEngine::LookupCache(const v1::RerankRequest& req, SubPlan* plan) const {
+  const size_t considered = plan->docs.size();
+  std::vector<std::string_view> texts(considered);
+  for (size_t i = 0; i < considered; ++i) texts[i] = req.documents(plan->docs[i].index).text();
+  std::vector<std::optional<float>> hits =
+      deps_.cache->LookupBatch(plan->cache_namespace, req.query(), texts);
+  plan->cache_lookups = static_cast<int>(considered);
+  for (size_t i = 0; i < considered; ++i) {
+    if (hits[i].has_value()) {
+      plan->docs[i].cached = true;
+      plan->docs[i].raw_score = *hits[i];
+      ++plan->cache_hits;
     }
   }
-  for (int i = 0; i < considered; ++i) {
-    SubPlan::Doc& doc = plan->docs[i];
+}
+
+absl::Status RerankEngine::EncodeDocuments(const v1::RerankRequest& req, const std::string& prefix,
+                                           const std::vector<int32_t>& query_ids,
+                                           std::vector<Encoding>* rows, SubPlan* plan) const {
+  for (SubPlan::Doc& doc : plan->docs) {
     if (doc.cached) continue;
-    absl::StatusOr<std::vector<int32_t>> doc_ids = deps_.tokenizer->Tokenize(req.documents(i).text());
+    absl::StatusOr<std::vector<int32_t>> doc_ids =
+        deps_.tokenizer->Tokenize(req.documents(doc.index).text());
     if (!doc_ids.ok()) {
-      return bad(absl::StrCat("documents[", i, "].text"), std::string(doc_ids.status().message()));
+      return FieldError(prefix, absl::StrCat("documents[", doc.index, "].text"),
+                        doc_ids.status().message());
     }
     doc.first_row = static_cast<int>(rows->size());
-    if (chunk) {
+    if (plan->chunk) {
       std::vector<Encoding> chunks = deps_.tokenizer->EncodePairChunks(
-          *query_ids, *doc_ids, static_cast<int>(options_.max_length),
+          query_ids, *doc_ids, static_cast<int>(options_.max_length),
           static_cast<int>(options_.chunk_overlap_tokens),
           static_cast<int>(options_.max_chunks_per_doc));
       doc.num_rows = static_cast<int>(chunks.size());
       for (Encoding& e : chunks) rows->push_back(std::move(e));
     } else {
-      rows->push_back(deps_.tokenizer->EncodePair(*query_ids, *doc_ids,
+      rows->push_back(deps_.tokenizer->EncodePair(query_ids, *doc_ids,
                                                   static_cast<int>(options_.max_length)));
       doc.num_rows = 1;
     }

@@ -82,10 +82,28 @@ class RerankEngine {
   RerankEngine(const Options& options, Deps deps);
 
   // Validates and tokenizes one request; adds its rows to `rows`. Field names in errors are
-  // prefixed with `prefix` ("" or "requests[3].").
+  // prefixed with `prefix` ("" or "requests[3]."). Runs the steps below in order.
   absl::Status Plan(const v1::RerankRequest& request, const std::string& prefix,
                     const std::string& client_key, const FeatureFlags& flags,
                     std::vector<Encoding>* rows, SubPlan* plan) const;
+  // 1. Sizes, UTF-8 and enum values against Options; INVALID_ARGUMENT naming the field.
+  absl::Status ValidateRequest(const v1::RerankRequest& request, const std::string& prefix) const;
+  // 2. From the flags snapshot: candidates considered (overfetch), top_n, activation, and
+  //    whether to rerank at all (false: pass-through, nothing more to plan).
+  void ResolveOptions(const v1::RerankRequest& request, const FeatureFlags& flags,
+                      SubPlan* plan) const;
+  // 3. The query's word pieces; INVALID_ARGUMENT when it has none.
+  absl::StatusOr<std::vector<int32_t>> TokenizeQuery(const v1::RerankRequest& request,
+                                                     const std::string& prefix) const;
+  // 4. Long-document mode, cache namespace and whether this client is in the cache rollout.
+  void ResolveScoring(const v1::RerankRequest& request, const std::string& client_key,
+                      const FeatureFlags& flags, SubPlan* plan) const;
+  // 5. Marks cached candidates with their scores (only when plan->use_cache).
+  void LookupCache(const v1::RerankRequest& request, SubPlan* plan) const;
+  // 6. One row per uncached candidate (truncate) or one per window (chunk_max), appended to rows.
+  absl::Status EncodeDocuments(const v1::RerankRequest& request, const std::string& prefix,
+                               const std::vector<int32_t>& query_ids, std::vector<Encoding>* rows,
+                               SubPlan* plan) const;
   static v1::RerankResponse Assemble(const SubPlan& plan, const std::vector<float>& row_scores);
   void Run(std::shared_ptr<RunState> state);
   void Complete(RunState& state, absl::Status status);
@@ -97,8 +115,8 @@ class RerankEngine {
   std::string cache_namespace_;  // model version + scoring settings: part of every cache key
 };
 
-// Converts an engine status to gRPC at the edge (the only place this mapping lives).
-// RESOURCE_EXHAUSTED from the rate limiter carries a "retry-after-ms" payload.
+// RESOURCE_EXHAUSTED from the rate limiter carries this payload: the retry delay in whole
+// milliseconds, as decimal text (the gRPC service sends it as "retry-after-ms" metadata).
 inline constexpr char kRetryAfterPayload[] = "rerank.retry_after_ms";
 
 }  // namespace rerank

@@ -4,6 +4,7 @@
 
 #include "absl/strings/cord.h"
 #include "absl/time/clock.h"
+#include "common/grpc_status.h"
 
 namespace rerank {
 namespace {
@@ -26,11 +27,6 @@ void AddRetryHint(grpc::CallbackServerContext* context, const absl::Status& stat
 }
 
 }  // namespace
-
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
-}
 
 std::string ClientKey(const grpc::CallbackServerContext& context, const std::string& client_id) {
   if (!client_id.empty()) return client_id;

@@ -1,7 +1,8 @@
 // gRPC adapter for rerank.v1.Reranker on the callback API: handlers never block; they hand the
 // request to the RerankEngine and return a reactor that the engine's completion finishes exactly
-// once (also on cancel, deadline and queue-full). This is the one place absl::Status becomes
-// grpc::Status. The data port serves only this service, health and reflection: no admin calls.
+// once (also on cancel, deadline and queue-full). This is where the data plane's absl::Status
+// becomes grpc::Status (common/grpc_status.h). The data port serves only this service, health and
+// reflection: no admin calls.
 #ifndef RERANK_SERVER_RERANK_SERVICE_H_
 #define RERANK_SERVER_RERANK_SERVICE_H_
 
@@ -12,8 +13,6 @@
 #include "server/rerank_engine.h"
 
 namespace rerank {
-
-grpc::Status ToGrpcStatus(const absl::Status& status);
 
 class RerankService final : public v1::Reranker::CallbackService {
  public:

@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/status_macros.h"
 
 namespace rerank {
 namespace {
@@ -413,7 +414,7 @@ void WordPieceTokenizer::WordPiece(std::string_view word, int num_chars,
 
 absl::StatusOr<std::vector<int32_t>> WordPieceTokenizer::Tokenize(std::string_view text) const {
   std::vector<char32_t> cps;
-  if (absl::Status s = Normalize(text, &cps); !s.ok()) return s;
+  RETURN_IF_ERROR(Normalize(text, &cps));
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
   std::string word;
@@ -426,7 +427,7 @@ absl::StatusOr<std::vector<int32_t>> WordPieceTokenizer::Tokenize(std::string_vi
 absl::StatusOr<std::vector<std::string>> WordPieceTokenizer::PreTokenize(
     std::string_view text) const {
   std::vector<char32_t> cps;
-  if (absl::Status s = Normalize(text, &cps); !s.ok()) return s;
+  RETURN_IF_ERROR(Normalize(text, &cps));
   std::vector<std::string> words;
   std::string word;
   SplitWords(
