@@ -10,55 +10,43 @@
 //                  "actor": a} -> FlagsView
 //   POST /reload   token; ReloadRequest {"actor": a} -> ReloadResponse
 // Errors are Error {"error": "..."}: 400 bad JSON / unknown stage / invalid value (naming the
-// key), 401 missing or wrong token, 403 no token configured, 404 unknown path, 405 wrong method
-// (with an Allow header), 413 body too large, 431 headers too large, 501 chunked request body.
+// key) / malformed HTTP, 401 missing or wrong token, 403 no token configured, 404 unknown path,
+// 405 wrong method (with an Allow header), 408 request not completed in request_timeout_ms,
+// 413 body too large, 431 headers too large, 503 too many open connections.
 //
-// Transport: a small HTTP/1.1 server on plain sockets, one request per connection (every
-// response says "Connection: close"); "Expect: 100-continue" is honoured, request bodies need a
-// Content-Length. That is all probes, Prometheus, curl and rerankctl need. (Not civetweb: the
-// Debian build fixes its threads' stacks at 100 KiB, below the static TLS that libopenblas, glog
-// and libtorch bring into rerankd, so it cannot start a single thread in this process.)
+// Transport: the shared asynchronous HTTP layer (common/http/http_server.h, Boost.Beast):
+// keep-alive, pipelining, "Expect: 100-continue", chunked or Content-Length bodies; an absolute
+// deadline per request and an idle timeout between requests; a bound on open connections. Idle
+// or trickling clients cost no thread, so a few hundred slow connections do not delay the
+// kubelet's /live and /ready probes. (Not civetweb: the Debian build fixes its threads' stacks
+// at 100 KiB, below the static TLS that libopenblas, glog and libtorch bring into rerankd, so it
+// cannot start a single thread in this process; the Asio threads here are ours, normal stacks.)
 //
-// Threads: one acceptor ("admin-http") and `threads` workers ("admin-http-w<i>"), all owned and
-// joined, separate from the data plane's; each handler does bounded work (a snapshot, a
-// flags-file write), so it never holds up reranking. A client that stalls holds one worker for at
-// most request_timeout_ms. Start() binds before returning, so the bound port is known (listen
-// port 0 is allowed). Stop() (and the destructor) stops accepting at once, lets requests being
-// handled finish, ends connections still waiting for a request (shutting their read side), drops
-// queued connections and joins every thread.
+// Threads: `threads` I/O threads ("admin-http-<i>"), owned and joined, separate from the data
+// plane's; handlers run on them and do bounded work (a snapshot, a flags-file write), so they
+// never hold up reranking. Start() binds before returning, so the bound port is known (listen
+// port 0 is allowed). Stop() (and the destructor) stops accepting at once, closes connections
+// that are idle or still sending a request, lets requests being handled finish, and joins every
+// thread.
 //
 // Thread-safe. `core` is not owned and must outlive the server.
 #ifndef RERANK_ADMIN_HTTP_SERVER_H_
 #define RERANK_ADMIN_HTTP_SERVER_H_
 
-#include <deque>
-#include <map>
 #include <memory>
 #include <string>
-#include <thread>
-#include <vector>
+#include <utility>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "admin/admin_core.h"
+#include "common/http/http_server.h"
+#include "common/http/http_types.h"
 
 namespace rerank {
 
-// One request, as the router sees it. Header names are lower-case.
-struct AdminHttpRequest {
-  std::string method;
-  std::string path;
-  std::map<std::string, std::string> headers;
-  std::string body;
-};
-
-struct AdminHttpResponse {
-  int status = 200;
-  std::string content_type = "application/json";
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
-};
+// One request, as the router sees it (header names lower-case), and its answer.
+using AdminHttpRequest = HttpRequest;
+using AdminHttpResponse = HttpResponse;
 
 // The router: pure function of the request and the core's state. Never throws.
 AdminHttpResponse HandleAdminHttp(AdminCore& core, const AdminHttpRequest& request);
@@ -71,53 +59,41 @@ class AdminHttpServer {
     // picks a free port (see port()). The host may be a name ("localhost"), an IPv4 address,
     // "[IPv6]", or empty / "0.0.0.0" for every interface.
     std::string listen = "127.0.0.1:8000";
-    // Worker threads (concurrent admin requests). Must be >= 1.
-    int threads = 4;
+    // I/O threads serving every admin connection. 1..64.
+    int threads = 2;
     // Largest accepted request body (POST /flags); beyond it 413. Must be >= 1.
     size_t max_body_bytes = 64 * 1024;
-    // Largest accepted request line + headers; beyond it 431. Must be >= 1024.
+    // Largest accepted request line + headers; beyond it 431. 1 KiB..1 MiB.
     size_t max_header_bytes = 16 * 1024;
-    // Socket read/write timeout per request. Must be >= 1.
+    // Absolute deadline of one request, from its first byte until the response is written;
+    // beyond it 408 and the connection closes. Must be >= 1.
     int request_timeout_ms = 10000;
-    // Accepted connections waiting for a worker; beyond it new connections are closed.
-    // Must be >= 1.
-    int max_pending_connections = 64;
+    // A keep-alive connection waiting longer than this for its next request is closed. >= 1.
+    int idle_timeout_ms = 30000;
+    // Open connections; beyond it a new one gets 503 and is closed. Probes, scrapes and
+    // operators need a handful; the headroom absorbs slow or stuck clients. 1..1000000.
+    int max_connections = 512;
   };
 
   // Binds and starts serving. InvalidArgument naming a bad option; UNAVAILABLE naming
   // admin.http_listen when the address cannot be resolved or bound.
   static absl::StatusOr<std::unique_ptr<AdminHttpServer>> Start(const Options& options,
                                                                 AdminCore* core);
-  ~AdminHttpServer();  // Stop()
+  ~AdminHttpServer() = default;  // stops the server
   AdminHttpServer(const AdminHttpServer&) = delete;
   AdminHttpServer& operator=(const AdminHttpServer&) = delete;
 
   // The bound port.
-  int port() const { return port_; }
-  // Stops accepting, finishes running requests, closes queued connections and joins every
-  // thread. Idempotent; not from a handler.
-  void Stop();
+  int port() const { return http_->port(); }
+  // Transport counters (connections, refusals, timeouts).
+  HttpServer::Stats stats() const { return http_->stats(); }
+  // See the file comment. Idempotent; not from a handler.
+  void Stop() { http_->Stop(); }
 
  private:
-  AdminHttpServer(const Options& options, AdminCore* core) : options_(options), core_(core) {}
-  absl::Status Bind();
-  void AcceptLoop();
-  void WorkerLoop(int index);
-  void Serve(int fd);
+  explicit AdminHttpServer(std::unique_ptr<HttpServer> http) : http_(std::move(http)) {}
 
-  const Options options_;
-  AdminCore* const core_;
-  int listen_fd_ = -1;
-  int wake_fd_ = -1;  // eventfd: wakes the acceptor's poll() on Stop()
-  int port_ = 0;
-
-  absl::Mutex mu_;
-  std::deque<int> pending_ ABSL_GUARDED_BY(mu_);  // accepted sockets waiting for a worker
-  std::vector<int> active_ ABSL_GUARDED_BY(mu_);  // per worker: its connection, or -1
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Mutex stop_mu_;  // serializes Stop() callers
-  std::thread acceptor_;
-  std::vector<std::thread> workers_;
+  std::unique_ptr<HttpServer> http_;
 };
 
 }  // namespace rerank

@@ -6,7 +6,7 @@ PKGS=(
   build-essential cmake ninja-build pkg-config git jq curl
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libtorch-dev libopenblas0-pthread libtcmalloc-minimal4
-  prometheus-cpp-dev libcivetweb-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev libcurl4-openssl-dev
+  prometheus-cpp-dev libboost1.81-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev libcurl4-openssl-dev
   libabsl-dev libicu-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
   python3-torch python3-grpcio python3-grpc-tools python3-yaml python3-numpy

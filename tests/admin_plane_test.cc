@@ -694,16 +694,20 @@ TEST_F(AdminPlaneTest, HttpTransportEdgeCases) {
     ASSERT_TRUE(c.connected());
     const std::string body = R"({"stage": "cache-10"})";
     c.Send(absl::StrCat("POST /flags HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\n",
-                        "Content-Length: ", body.size(), "\r\nExpect: 100-continue\r\n\r\n"));
+                        "Content-Length: ", body.size(),
+                        "\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n"));
     EXPECT_THAT(c.ReadUntil("\r\n\r\n"), ::testing::StartsWith("HTTP/1.1 100 Continue\r\n\r\n"));
     c.Send(body);
     EXPECT_THAT(c.ReadAll(), HasSubstr("HTTP/1.1 200 OK"));
     EXPECT_EQ(flags_->Current()->stage, "cache-10");
   }
-  {  // Chunked request bodies are refused, the connection still gets an answer.
+  {  // Chunked request bodies are de-chunked (the body limit applies to the decoded body).
     RawConnection c(port());
-    c.Send("POST /flags HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
-    EXPECT_THAT(c.ReadAll(), ::testing::StartsWith("HTTP/1.1 501 "));
+    c.Send("POST /flags HTTP/1.1\r\nAuthorization: Bearer secret\r\nConnection: close\r\n"
+           "Transfer-Encoding: chunked\r\n\r\n"
+           "b\r\n{\"stage\": \"\r\n9\r\ncache-50\"\r\n1\r\n}\r\n0\r\n\r\n");
+    EXPECT_THAT(c.ReadAll(), ::testing::StartsWith("HTTP/1.1 200 "));
+    EXPECT_EQ(flags_->Current()->stage, "cache-50");
   }
   {  // Garbage.
     RawConnection c(port());
@@ -732,14 +736,14 @@ TEST_F(AdminPlaneTest, StopDoesNotWaitForIdleClients) {
   AdminHttpServer::Options ho;
   ho.listen = "127.0.0.1:0";
   ho.threads = 2;
-  ho.request_timeout_ms = 600'000;  // an idle client could hold a worker for 10 minutes
+  ho.request_timeout_ms = 600'000;  // the partial request could stay open for 10 minutes
   auto http = AdminHttpServer::Start(ho, core->get());
   ASSERT_TRUE(http.ok()) << http.status();
   RawConnection idle((*http)->port());
   ASSERT_TRUE(idle.connected());
   idle.Send("GET /li");  // a partial request
-  // Connections are accepted and handed to workers in order, so once a later request has been
-  // served, a worker holds `idle`, blocked reading the rest of its request.
+  // Connections are accepted in order, so once a later request has been served, the server
+  // holds `idle`, waiting for the rest of its request.
   absl::StatusOr<HttpResult> served = HttpGet((*http)->port(), "/live");
   ASSERT_TRUE(served.ok()) << served.status();
   EXPECT_EQ(served->status, 200);
