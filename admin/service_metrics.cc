@@ -319,9 +319,9 @@ void ServiceMetrics::Refresh() {
     cache_enabled_->Set(f->cache_enabled ? 1 : 0);
     cache_traffic_percent_->Set(f->cache_enabled ? f->cache_traffic_percent : 0);
   }
-  if (s.batcher != nullptr) {
-    queue_pairs_->Set(s.batcher->queued_rows());
-    busy_workers_->Set(s.batcher->busy_workers());
+  if (s.queue != nullptr) {
+    queue_pairs_->Set(s.queue->queued_rows());
+    busy_workers_->Set(s.queue->busy_workers());
   }
   if (s.ready) ready_->Set(s.ready() ? 1 : 0);
   if (s.clock != nullptr && s.start != absl::InfinitePast()) {

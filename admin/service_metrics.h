@@ -54,8 +54,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
-#include "server/batcher.h"
-#include "server/request_observer.h"
+#include "common/observers.h"
 
 namespace rerank {
 
@@ -83,7 +82,7 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
     const RateLimiter* rate_limiter = nullptr;
     const AuditLog* audit = nullptr;
     const FlagSource* flags = nullptr;
-    const Batcher* batcher = nullptr;
+    const QueueStats* queue = nullptr;  // rerank_queue_pairs, rerank_busy_workers
     std::function<bool()> ready;
     Clock* clock = nullptr;            // with `start`: rerank_uptime_seconds
     absl::Time start = absl::InfinitePast();
