@@ -75,11 +75,11 @@ TEST(ConfigTest, ExampleFileEqualsDefaults) {
 // every key it lists must be one the parser accepts (and sets).
 TEST(ConfigTest, FlattenConfigCoversEveryKey) {
   const std::map<std::string, std::string> defaults = FlattenConfig(Config{});
-  for (const char* key : {"server.listen", "model.warmup", "execution.max_queue_pairs",
-                          "rerank.target_latency_ms", "cache.max_bytes", "audit.include_query_text",
-                          "flags.poll_interval_ms", "flags.initial.stage",
-                          "flags.initial.cache.max_entries", "flags.initial.rate_limit.per_minute",
-                          "admin.stats_window_seconds", "logging.level"}) {
+  for (const char* key :
+       {"server.listen", "model.warmup", "execution.max_queue_pairs", "rerank.target_latency_ms",
+        "cache.max_bytes", "audit.include_query_text", "flags.poll_interval_ms",
+        "flags.initial.stage", "flags.initial.cache.max_entries",
+        "flags.initial.rate_limit.per_minute", "admin.stats_window_seconds", "logging.level"}) {
     EXPECT_EQ(defaults.count(key), 1u) << key;
   }
   EXPECT_EQ(defaults.count("cache.max_entries"), 0u) << "dead key: the flag is the entry bound";
@@ -120,7 +120,8 @@ TEST(ConfigTest, UnknownKeysAndWrongTypesNameTheKey) {
   auto a = ParseConfigYaml("execution:\n  workerz: 2\n");
   EXPECT_THAT(a.status().message(), HasSubstr("execution.workerz: unknown key"));
   auto b = ParseConfigYaml("execution:\n  workers: two\n");
-  EXPECT_THAT(b.status().message(), HasSubstr("execution.workers: expected a non-negative integer"));
+  EXPECT_THAT(b.status().message(),
+              HasSubstr("execution.workers: expected a non-negative integer"));
   auto c = ParseConfigYaml("model:\n  warmup: maybe\n");
   EXPECT_THAT(c.status().message(), HasSubstr("model.warmup: expected a boolean"));
   auto d = ParseConfigYaml("bogus: 1\n");
@@ -161,7 +162,7 @@ TEST(ConfigTest, ValidationNamesTheKey) {
 TEST(ConfigTest, EnvironmentOverridesTheFile) {
   const std::string path = ::testing::TempDir() + "/rerankd_config_test.yaml";
   std::ofstream(path) << "flags:\n  initial:\n    rate_limit: {per_minute: 7}\n"
-                          "    reranker: {enabled: true}\n";
+                         "    reranker: {enabled: true}\n";
   auto c = LoadConfig(path, Env({{"ENABLE_RERANKER", "false"},
                                  {"RERANKER_CACHE_ENABLED", "true"},
                                  {"RERANKER_RATE_LIMIT_PER_MINUTE", "250"},
@@ -172,9 +173,8 @@ TEST(ConfigTest, EnvironmentOverridesTheFile) {
   EXPECT_EQ(c->flags.initial.rate_limit_per_minute, 250u);
   EXPECT_EQ(c->model.dir, "/models/x");
   auto bad = LoadConfig(path, Env({{"RERANKER_RATE_LIMIT_PER_MINUTE", "lots"}}));
-  EXPECT_THAT(bad.status().message(),
-              HasSubstr("flags.initial.rate_limit.per_minute (from "
-                        "$RERANKER_RATE_LIMIT_PER_MINUTE)"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("flags.initial.rate_limit.per_minute (from "
+                                                "$RERANKER_RATE_LIMIT_PER_MINUTE)"));
   auto staged = LoadConfig("", Env({{"RERANKER_STAGE", "cache-50"}}));
   ASSERT_TRUE(staged.ok()) << staged.status();
   EXPECT_EQ(staged->flags.initial.stage, "cache-50");
