@@ -19,6 +19,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/civil_time.h"
+#include "common/json_util.h"
+#include "common/status_macros.h"
+#include "common/time_format.h"
 #include "spdlog/spdlog.h"
 
 namespace rerank {
@@ -98,34 +101,29 @@ absl::StatusOr<uint64_t> RepairTornTail(int fd, const std::string& path) {
 
 }  // namespace
 
-std::string AuditLog::FormatTimestamp(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
-}
+std::string AuditLog::FormatTimestamp(absl::Time t) { return FormatRfc3339Millis(t); }
 
 std::string AuditLog::FormatLine(absl::Time timestamp, const std::string& event_type,
                                  nlohmann::json fields) {
-  constexpr auto kReplace = nlohmann::json::error_handler_t::replace;
   // Built by hand so that timestamp and event_type come first (nlohmann::json sorts keys).
-  std::string line =
-      absl::StrCat("{\"timestamp\":\"", FormatTimestamp(timestamp),
-                   "\",\"event_type\":", nlohmann::json(event_type).dump(-1, ' ', false, kReplace));
+  std::string line = absl::StrCat("{\"timestamp\":\"", FormatRfc3339Millis(timestamp),
+                                  "\",\"event_type\":", DumpJson(nlohmann::json(event_type)));
   try {
     if (fields.is_object()) {
       fields.erase("timestamp");
       fields.erase("event_type");
-      const std::string body = fields.dump(-1, ' ', false, kReplace);
+      const std::string body = DumpJson(fields);
       if (body.size() > 2) {  // not "{}"
         line += ',';
         line.append(body, 1, std::string::npos);  // drop '{', keep '}'
         return line;
       }
     } else if (!fields.is_null()) {
-      absl::StrAppend(&line, ",\"data\":", fields.dump(-1, ' ', false, kReplace));
+      absl::StrAppend(&line, ",\"data\":", DumpJson(fields));
     }
   } catch (const std::exception& e) {
     // Should not happen with the replace handler; keep the line valid anyway.
-    absl::StrAppend(&line, ",\"format_error\":",
-                    nlohmann::json(std::string(e.what())).dump(-1, ' ', false, kReplace));
+    absl::StrAppend(&line, ",\"format_error\":", DumpJson(nlohmann::json(std::string(e.what()))));
   }
   line += '}';
   return line;
@@ -155,7 +153,7 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Create(Options options, Cloc
   }
 
   std::unique_ptr<AuditLog> log(new AuditLog(std::move(options), clock));
-  if (absl::Status s = log->OpenActiveFile(); !s.ok()) return s;
+  RETURN_IF_ERROR(log->OpenActiveFile());
   log->EnforceRetention();
   log->last_sync_ = clock->Now();
   log->next_retention_ = log->last_sync_ + kRetentionCheckPeriod;

@@ -4,4 +4,4 @@ target_include_directories(rerank_audit_log PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(rerank_audit_log PUBLIC
   rerank_audit_sink absl::status absl::statusor absl::strings absl::synchronization absl::time
   Threads::Threads
-  PRIVATE spdlog::spdlog)
+  PRIVATE rerank_json_util rerank_status_macros rerank_time_format spdlog::spdlog)

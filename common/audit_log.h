@@ -94,7 +94,8 @@ class AuditLog final : public AuditSink {
   // One line, without the trailing newline. Never throws (invalid UTF-8 is replaced).
   static std::string FormatLine(absl::Time timestamp, const std::string& event_type,
                                 nlohmann::json fields);
-  // "2024-05-01T12:00:00.123Z".
+  // "2024-05-01T12:00:00.123Z": FormatRfc3339Millis (common/time_format.h), kept as the name
+  // the tests use for "the audit log's timestamp format".
   static std::string FormatTimestamp(absl::Time t);
 
  private:

@@ -6,13 +6,19 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <string_view>
 #include <variant>
 #include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/flags_codec.h"
+#include "common/json_util.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
 #include "yaml-cpp/yaml.h"
 
 namespace rerank {
@@ -21,8 +27,11 @@ namespace {
 // One settable leaf of the config, addressed by its dotted YAML key.
 using FieldPtr = std::variant<std::string*, uint32_t*, uint64_t*, bool*>;
 
+// The config's own keys. flags.initial is not here: it is a flags document, read by the flags
+// codec (common/flags_codec.h) with the flags file's keys and rules.
+constexpr char kFlagsInitial[] = "flags.initial";
+
 std::map<std::string, FieldPtr> FieldTable(Config* c) {
-  FeatureFlags* f = &c->flags.initial;
   return {
       {"server.listen", &c->server.listen},
       {"server.max_message_bytes", &c->server.max_message_bytes},
@@ -47,7 +56,6 @@ std::map<std::string, FieldPtr> FieldTable(Config* c) {
       {"rerank.max_chunks_per_doc", &c->rerank.max_chunks_per_doc},
       {"rerank.chunk_overlap_tokens", &c->rerank.chunk_overlap_tokens},
       {"rerank.target_latency_ms", &c->rerank.target_latency_ms},
-      {"cache.max_entries", &c->cache.max_entries},
       {"cache.max_bytes", &c->cache.max_bytes},
       {"audit.path", &c->audit.path},
       {"audit.queue_capacity", &c->audit.queue_capacity},
@@ -56,18 +64,6 @@ std::map<std::string, FieldPtr> FieldTable(Config* c) {
       {"audit.include_query_text", &c->audit.include_query_text},
       {"flags.path", &c->flags.path},
       {"flags.poll_interval_ms", &c->flags.poll_interval_ms},
-      {"flags.initial.stage", &f->stage},
-      {"flags.initial.reranker_enabled", &f->reranker_enabled},
-      {"flags.initial.cache_enabled", &f->cache_enabled},
-      {"flags.initial.cache_traffic_percent", &f->cache_traffic_percent},
-      {"flags.initial.cache_max_entries", &f->cache_max_entries},
-      {"flags.initial.batch_enabled", &f->batch_enabled},
-      {"flags.initial.audit_enabled", &f->audit_enabled},
-      {"flags.initial.overfetch_enabled", &f->overfetch_enabled},
-      {"flags.initial.overfetch_candidates", &f->overfetch_candidates},
-      {"flags.initial.overfetch_top_n", &f->overfetch_top_n},
-      {"flags.initial.rate_limit_enabled", &f->rate_limit_enabled},
-      {"flags.initial.rate_limit_per_minute", &f->rate_limit_per_minute},
       {"admin.http_listen", &c->admin.http_listen},
       {"admin.grpc_listen", &c->admin.grpc_listen},
       {"admin.token", &c->admin.token},
@@ -105,10 +101,11 @@ absl::Status SetField(const std::string& key, const FieldPtr& field, const std::
       return absl::OkStatus();
     }
     absl::Status operator()(bool* b) const {
+      // true/false only, as in the flags (common/flags_codec.h): one boolean rule per file.
       std::string t = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
-      if (t == "true" || t == "1" || t == "yes" || t == "on") {
+      if (t == "true") {
         *b = true;
-      } else if (t == "false" || t == "0" || t == "no" || t == "off") {
+      } else if (t == "false") {
         *b = false;
       } else {
         return absl::InvalidArgumentError(
@@ -121,7 +118,7 @@ absl::Status SetField(const std::string& key, const FieldPtr& field, const std::
 }
 
 absl::Status Walk(const YAML::Node& node, const std::string& prefix,
-                  const std::map<std::string, FieldPtr>& table) {
+                  const std::map<std::string, FieldPtr>& table, FeatureFlags* initial_flags) {
   if (!node.IsMap()) {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix.empty() ? "config" : prefix, ": expected a mapping"));
@@ -129,12 +126,18 @@ absl::Status Walk(const YAML::Node& node, const std::string& prefix,
   for (const auto& kv : node) {
     const std::string name = kv.first.as<std::string>();
     const std::string key = prefix.empty() ? name : absl::StrCat(prefix, ".", name);
+    if (key == kFlagsInitial) {
+      if (kv.second.IsNull()) continue;
+      RETURN_IF_ERROR(ApplyFlagsYaml(kv.second, kFlagsInitial, FlagsMetadataKeys::kReject,
+                                     initial_flags, /*metadata=*/nullptr));
+      continue;
+    }
     auto it = table.find(key);
     if (it != table.end()) {
       if (!kv.second.IsScalar()) {
         return absl::InvalidArgumentError(absl::StrCat(key, ": expected a scalar value"));
       }
-      if (absl::Status s = SetField(key, it->second, kv.second.Scalar()); !s.ok()) return s;
+      RETURN_IF_ERROR(SetField(key, it->second, kv.second.Scalar()));
       continue;
     }
     // Not a leaf: it must be the prefix of some leaf, i.e. a known section.
@@ -148,22 +151,23 @@ absl::Status Walk(const YAML::Node& node, const std::string& prefix,
     }
     if (!is_section) return absl::InvalidArgumentError(absl::StrCat(key, ": unknown key"));
     if (kv.second.IsNull()) continue;
-    if (absl::Status s = Walk(kv.second, key, table); !s.ok()) return s;
+    RETURN_IF_ERROR(Walk(kv.second, key, table, initial_flags));
   }
   return absl::OkStatus();
 }
 
-// Environment variable -> config key. These are the deployment guide's variables.
+// Environment variable -> config key. These are the deployment guide's variables. A key under
+// flags.initial is set by the flags codec (SetFlagFromText), with the flags' rules.
 const std::vector<std::pair<const char*, const char*>>& EnvTable() {
   static const auto* table = new std::vector<std::pair<const char*, const char*>>{
-      {"ENABLE_RERANKER", "flags.initial.reranker_enabled"},
-      {"RERANKER_CACHE_ENABLED", "flags.initial.cache_enabled"},
-      {"RERANKER_CACHE_TRAFFIC_PERCENT", "flags.initial.cache_traffic_percent"},
-      {"RERANKER_CACHE_SIZE", "flags.initial.cache_max_entries"},
-      {"RERANKER_BATCH_ENABLED", "flags.initial.batch_enabled"},
-      {"RERANKER_AUDIT_ENABLED", "flags.initial.audit_enabled"},
-      {"RERANKER_RATE_LIMIT_ENABLED", "flags.initial.rate_limit_enabled"},
-      {"RERANKER_RATE_LIMIT_PER_MINUTE", "flags.initial.rate_limit_per_minute"},
+      {"ENABLE_RERANKER", "flags.initial.reranker.enabled"},
+      {"RERANKER_CACHE_ENABLED", "flags.initial.cache.enabled"},
+      {"RERANKER_CACHE_TRAFFIC_PERCENT", "flags.initial.cache.traffic_percent"},
+      {"RERANKER_CACHE_SIZE", "flags.initial.cache.max_entries"},
+      {"RERANKER_BATCH_ENABLED", "flags.initial.batch.enabled"},
+      {"RERANKER_AUDIT_ENABLED", "flags.initial.audit.enabled"},
+      {"RERANKER_RATE_LIMIT_ENABLED", "flags.initial.rate_limit.enabled"},
+      {"RERANKER_RATE_LIMIT_PER_MINUTE", "flags.initial.rate_limit.per_minute"},
       {"RERANKER_STAGE", "flags.initial.stage"},
       {"RERANKER_FLAGS_FILE", "flags.path"},
       {"RERANKER_AUDIT_LOG", "audit.path"},
@@ -182,6 +186,18 @@ const std::vector<std::pair<const char*, const char*>>& EnvTable() {
       {"RERANKER_LOG_LEVEL", "logging.level"},
   };
   return *table;
+}
+
+// Flattens a JSON tree into dotted keys; scalars as JSON text.
+void FlattenJson(const nlohmann::json& j, const std::string& prefix,
+                 std::map<std::string, std::string>* out) {
+  if (!j.is_object()) {
+    (*out)[prefix] = DumpJson(j);
+    return;
+  }
+  for (const auto& item : j.items()) {
+    FlattenJson(item.value(), absl::StrCat(prefix, ".", item.key()), out);
+  }
 }
 
 absl::Status OneOf(const std::string& key, const std::string& value,
@@ -218,7 +234,7 @@ absl::StatusOr<Config> ParseConfigYaml(const std::string& yaml_text) {
   if (root.IsNull()) return config;
   auto table = FieldTable(&config);
   try {
-    if (absl::Status s = Walk(root, "", table); !s.ok()) return s;
+    RETURN_IF_ERROR(Walk(root, "", table, &config.flags.initial));
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("config: ", e.what()));
   }
@@ -227,11 +243,17 @@ absl::StatusOr<Config> ParseConfigYaml(const std::string& yaml_text) {
 
 absl::Status ApplyEnvOverrides(const EnvLookup& env, Config* config) {
   auto table = FieldTable(config);
+  const std::string flags_prefix = absl::StrCat(kFlagsInitial, ".");
   for (const auto& [var, key] : EnvTable()) {
     std::optional<std::string> value = env(var);
     if (!value.has_value()) continue;
-    absl::Status s = SetField(absl::StrCat(key, " (from $", var, ")"), table.at(key), *value);
-    if (!s.ok()) return s;
+    const std::string display_key = absl::StrCat(key, " (from $", var, ")");
+    if (absl::StartsWith(key, flags_prefix)) {
+      RETURN_IF_ERROR(SetFlagFromText(std::string_view(key).substr(flags_prefix.size()), *value,
+                                      display_key, &config->flags.initial));
+    } else {
+      RETURN_IF_ERROR(SetField(display_key, table.at(key), *value));
+    }
   }
   return absl::OkStatus();
 }
@@ -260,17 +282,13 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
       AtLeast("rerank.max_document_bytes", c.rerank.max_document_bytes, 1),
       AtLeast("rerank.max_batch_requests", c.rerank.max_batch_requests, 1),
       AtLeast("rerank.max_chunks_per_doc", c.rerank.max_chunks_per_doc, 1),
-      AtLeast("cache.max_entries", c.cache.max_entries, 1),
       AtLeast("cache.max_bytes", c.cache.max_bytes, 1024),
       AtLeast("audit.queue_capacity", c.audit.queue_capacity, 1),
       AtLeast("audit.max_file_mb", c.audit.max_file_mb, 1),
       AtLeast("flags.poll_interval_ms", c.flags.poll_interval_ms, 10),
-      AtLeast("flags.initial.rate_limit_per_minute", c.flags.initial.rate_limit_per_minute, 1),
       AtLeast("admin.stats_window_seconds", c.admin.stats_window_seconds, 1),
   };
-  for (const auto& s : checks) {
-    if (!s.ok()) return s;
-  }
+  for (const auto& s : checks) RETURN_IF_ERROR(s);
   if (c.server.listen.empty()) return absl::InvalidArgumentError("server.listen: must not be empty");
   if (c.model.dir.empty()) return absl::InvalidArgumentError("model.dir: must not be empty");
   if (!c.admin.token.empty() && c.admin.token.size() < kMinAdminTokenBytes) {
@@ -284,17 +302,9 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
         "rerank.chunk_overlap_tokens: must be < model.max_length / 2 (", c.model.max_length / 2,
         "), got ", c.rerank.chunk_overlap_tokens));
   }
-  if (c.flags.initial.cache_traffic_percent > 100) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("flags.initial.cache_traffic_percent: must be 0..100, got ",
-                     c.flags.initial.cache_traffic_percent));
-  }
-  if (c.flags.initial.overfetch_top_n > c.flags.initial.overfetch_candidates) {
-    return absl::InvalidArgumentError(
-        "flags.initial.overfetch_top_n: must be <= flags.initial.overfetch_candidates");
-  }
   if (absl::Status s = ValidateFlags(c.flags.initial); !s.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("flags.initial: ", s.message()));
+    // ValidateFlags names the flags key ("cache.traffic_percent: ..."); name the config key.
+    return absl::InvalidArgumentError(absl::StrCat(kFlagsInitial, ".", s.message()));
   }
   const uint64_t threads = uint64_t{c.execution.workers} * c.execution.intra_op_threads;
   if (cores > 0 && threads > cores) {
@@ -304,6 +314,20 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
         " cores of this machine; oversubscribed torch threads thrash"));
   }
   return absl::OkStatus();
+}
+
+std::map<std::string, std::string> FlattenConfig(const Config& config) {
+  struct Text {
+    std::string operator()(std::string* s) const { return DumpJson(nlohmann::json(*s)); }
+    std::string operator()(uint32_t* v) const { return absl::StrCat(*v); }
+    std::string operator()(uint64_t* v) const { return absl::StrCat(*v); }
+    std::string operator()(bool* b) const { return *b ? "true" : "false"; }
+  };
+  Config copy = config;  // FieldTable hands out mutable pointers
+  std::map<std::string, std::string> out;
+  for (const auto& [key, field] : FieldTable(&copy)) out[key] = std::visit(Text{}, field);
+  FlattenJson(FlagsToJson(config.flags.initial), kFlagsInitial, &out);
+  return out;
 }
 
 absl::StatusOr<Config> LoadConfig(const std::string& path, const EnvLookup& env) {
@@ -319,7 +343,7 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, const EnvLookup& env)
     }
     config = *std::move(parsed);
   }
-  if (absl::Status s = ApplyEnvOverrides(env, &config); !s.ok()) return s;
+  RETURN_IF_ERROR(ApplyEnvOverrides(env, &config));
   // RERANKER_STAGE applies a named stage's effect on top of the other initial flags.
   if (std::optional<std::string> stage = env("RERANKER_STAGE"); stage.has_value()) {
     absl::StatusOr<FeatureFlags> staged = ApplyStage(*stage, config.flags.initial);
@@ -329,7 +353,7 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, const EnvLookup& env)
     }
     config.flags.initial = *staged;
   }
-  if (absl::Status s = ValidateConfig(config, /*cores=*/0); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateConfig(config, /*cores=*/0));
   return config;
 }
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 
@@ -54,7 +55,7 @@ struct RerankConfig {
 };
 
 struct CacheConfig {
-  uint32_t max_entries = 1000;                     // default LRU bound (flags may change it)
+  // The entry bound is a flag (flags cache.max_entries; seeded by flags.initial), not config.
   uint64_t max_bytes = 64ull << 20;                // LRU bound on key bytes + overhead
 };
 
@@ -69,7 +70,9 @@ struct AuditConfig {
 struct FlagsConfig {
   std::string path = "data/flags.yaml";            // source of truth once it exists
   uint32_t poll_interval_ms = 1000;                // how often the file is checked for external edits
-  FeatureFlags initial;                            // written to `path` when it does not exist
+  // Written to `path` when it does not exist. In YAML a flags document with the flags file's
+  // keys and rules (common/flags_codec.h), e.g. `initial: {cache: {enabled: true}}`.
+  FeatureFlags initial;
 };
 
 struct AdminConfig {
@@ -108,6 +111,10 @@ EnvLookup ProcessEnv();
 
 // Parses YAML text on top of the defaults. Unknown keys and wrong types are errors naming the key.
 absl::StatusOr<Config> ParseConfigYaml(const std::string& yaml_text);
+// Every key ParseConfigYaml accepts ("server.listen", ..., "flags.initial.cache.enabled"), each
+// with its value in `config` as YAML-compatible text (strings JSON-quoted). Keeps the documented
+// example honest (tests compare its key set and values with FlattenConfig(Config{})).
+std::map<std::string, std::string> FlattenConfig(const Config& config);
 // Reads `path` (empty: defaults only), applies env overrides, validates.
 absl::StatusOr<Config> LoadConfig(const std::string& path, const EnvLookup& env);
 // Applies the documented environment variables (see deploy/rerankd.example.yaml).

@@ -16,13 +16,54 @@ auto Tie(const FeatureFlags& f) {
                   f.rate_limit_per_minute);
 }
 
-absl::Status Range(const char* key, uint64_t value, uint64_t min, uint64_t max) {
-  if (value >= min && value <= max) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat(key, ": must be ", min, "..", max, ", got ", value));
+FlagField StringField(const char* key, std::string FeatureFlags::*member) {
+  FlagField f{key, FlagField::Type::kString};
+  f.string_member = member;
+  return f;
+}
+
+FlagField BoolField(const char* key, bool FeatureFlags::*member) {
+  FlagField f{key, FlagField::Type::kBool};
+  f.bool_member = member;
+  return f;
+}
+
+FlagField UintField(const char* key, uint32_t FeatureFlags::*member, uint32_t min, uint32_t max) {
+  FlagField f{key, FlagField::Type::kUint32};
+  f.uint_member = member;
+  f.min = min;
+  f.max = max;
+  return f;
 }
 
 }  // namespace
+
+const std::vector<FlagField>& FlagFields() {
+  using F = FeatureFlags;
+  static const auto* fields = new std::vector<FlagField>{
+      StringField("stage", &F::stage),
+      BoolField("reranker.enabled", &F::reranker_enabled),
+      BoolField("cache.enabled", &F::cache_enabled),
+      UintField("cache.traffic_percent", &F::cache_traffic_percent, 0, 100),
+      UintField("cache.max_entries", &F::cache_max_entries, 1, kMaxCacheEntries),
+      BoolField("batch.enabled", &F::batch_enabled),
+      BoolField("audit.enabled", &F::audit_enabled),
+      BoolField("overfetch.enabled", &F::overfetch_enabled),
+      UintField("overfetch.candidates", &F::overfetch_candidates, 1, kMaxOverfetchCandidates),
+      // Also <= overfetch.candidates (checked by ValidateFlags, across fields).
+      UintField("overfetch.top_n", &F::overfetch_top_n, 1, kMaxOverfetchCandidates),
+      BoolField("rate_limit.enabled", &F::rate_limit_enabled),
+      UintField("rate_limit.per_minute", &F::rate_limit_per_minute, 1, kMaxRateLimitPerMinute),
+  };
+  return *fields;
+}
+
+const FlagField* FindFlagField(std::string_view key) {
+  for (const FlagField& f : FlagFields()) {
+    if (key == f.key) return &f;
+  }
+  return nullptr;
+}
 
 bool FeatureFlags::operator==(const FeatureFlags& o) const { return Tie(*this) == Tie(o); }
 
@@ -79,15 +120,15 @@ absl::Status ValidateFlags(const FeatureFlags& f) {
                                                    absl::StrJoin(StageNames(), ", "), ", ",
                                                    kCustomStage, "; got '", f.stage, "'"));
   }
-  for (absl::Status s : {
-           Range("cache.traffic_percent", f.cache_traffic_percent, 0, 100),
-           Range("cache.max_entries", f.cache_max_entries, 1, kMaxCacheEntries),
-           Range("overfetch.candidates", f.overfetch_candidates, 1, kMaxOverfetchCandidates),
-           Range("rate_limit.per_minute", f.rate_limit_per_minute, 1, kMaxRateLimitPerMinute),
-       }) {
-    if (!s.ok()) return s;
+  for (const FlagField& field : FlagFields()) {
+    if (field.type != FlagField::Type::kUint32) continue;
+    const uint32_t value = f.*field.uint_member;
+    if (value < field.min || value > field.max) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field.key, ": must be ", field.min, "..", field.max, ", got ", value));
+    }
   }
-  if (f.overfetch_top_n < 1 || f.overfetch_top_n > f.overfetch_candidates) {
+  if (f.overfetch_top_n > f.overfetch_candidates) {
     return absl::InvalidArgumentError(
         absl::StrCat("overfetch.top_n: must be 1..overfetch.candidates (", f.overfetch_candidates,
                      "), got ", f.overfetch_top_n));

@@ -51,9 +51,32 @@ inline constexpr uint32_t kMaxCacheEntries = 10'000'000;
 inline constexpr uint32_t kMaxOverfetchCandidates = 1000;
 inline constexpr uint32_t kMaxRateLimitPerMinute = 100'000'000;
 
+// One entry per field of FeatureFlags: its key in the flags file / admin JSON (a dotted path,
+// "cache.traffic_percent" = `cache: {traffic_percent: ...}`), its type, the member it maps to and,
+// for integers, its range. This table is the flags schema: the codec (common/flags_codec.h:
+// flags file, admin JSON, config's flags.initial), ValidateFlags and ChangedFlagKeys all walk it.
+struct FlagField {
+  enum class Type { kString, kBool, kUint32 };
+  const char* key;
+  Type type;
+  // Exactly the one matching `type` is set.
+  std::string FeatureFlags::*string_member = nullptr;
+  bool FeatureFlags::*bool_member = nullptr;
+  uint32_t FeatureFlags::*uint_member = nullptr;
+  // kUint32 only: the inclusive range ValidateFlags (and every parser) enforces.
+  uint32_t min = 0;
+  uint32_t max = 0;
+};
+
+// Every field, in file order (stage first, then the sections).
+const std::vector<FlagField>& FlagFields();
+// The entry for `key` ("cache.enabled"), or nullptr.
+const FlagField* FindFlagField(std::string_view key);
+
 // Checks every field; InvalidArgument naming the flags-file key of the first bad one, e.g.
 // "cache.traffic_percent: must be 0..100, got 150". `stage` must be a StageNames() entry or
-// kCustomStage; 1 <= overfetch_top_n <= overfetch_candidates; rate_limit_per_minute >= 1.
+// kCustomStage; integers must be within their FlagFields() range; and
+// overfetch_top_n <= overfetch_candidates.
 absl::Status ValidateFlags(const FeatureFlags& flags);
 
 // Read side of the flags, injected into the data plane. Thread-safe.

@@ -10,211 +10,19 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <set>
 #include <system_error>
 #include <utility>
 
-#include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/string_view.h"
+#include "common/status_macros.h"
+#include "common/time_format.h"
 #include "spdlog/spdlog.h"
-#include "yaml-cpp/yaml.h"
 
 namespace rerank {
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-
-// One table drives YAML parsing, JSON parsing, both serializers and the change diff, so the
-// formats cannot drift apart.
-struct Field {
-  const char* section;
-  const char* key;
-  bool FeatureFlags::*bool_member;  // exactly one of the two is set
-  uint32_t FeatureFlags::*uint_member;
-};
-
-const std::vector<Field>& Fields() {
-  static const auto* fields = new std::vector<Field>{
-      {"reranker", "enabled", &FeatureFlags::reranker_enabled, nullptr},
-      {"cache", "enabled", &FeatureFlags::cache_enabled, nullptr},
-      {"cache", "traffic_percent", nullptr, &FeatureFlags::cache_traffic_percent},
-      {"cache", "max_entries", nullptr, &FeatureFlags::cache_max_entries},
-      {"batch", "enabled", &FeatureFlags::batch_enabled, nullptr},
-      {"audit", "enabled", &FeatureFlags::audit_enabled, nullptr},
-      {"overfetch", "enabled", &FeatureFlags::overfetch_enabled, nullptr},
-      {"overfetch", "candidates", nullptr, &FeatureFlags::overfetch_candidates},
-      {"overfetch", "top_n", nullptr, &FeatureFlags::overfetch_top_n},
-      {"rate_limit", "enabled", &FeatureFlags::rate_limit_enabled, nullptr},
-      {"rate_limit", "per_minute", nullptr, &FeatureFlags::rate_limit_per_minute},
-  };
-  return *fields;
-}
-
-// Sections in file order.
-const std::vector<std::string>& Sections() {
-  static const auto* sections = [] {
-    auto* v = new std::vector<std::string>();
-    for (const Field& f : Fields()) {
-      if (v->empty() || v->back() != f.section) v->push_back(f.section);
-    }
-    return v;
-  }();
-  return *sections;
-}
-
-const Field* FindField(absl::string_view section, absl::string_view key) {
-  for (const Field& f : Fields()) {
-    if (section == f.section && key == f.key) return &f;
-  }
-  return nullptr;
-}
-
-bool IsSection(absl::string_view name) {
-  for (const std::string& s : Sections()) {
-    if (name == s) return true;
-  }
-  return false;
-}
-
-absl::Status KeyError(const std::string& key, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat(key, ": ", what));
-}
-
-// Strict decimal: digits only, no sign, no leading zeros (YAML 1.1 reads 010 as octal 8).
-absl::Status ParseUint32(const std::string& key, const std::string& text, uint32_t* out) {
-  const bool digits = !text.empty() && std::all_of(text.begin(), text.end(),
-                                                   [](char c) { return absl::ascii_isdigit(c); });
-  uint64_t v = 0;
-  if (!digits || (text.size() > 1 && text[0] == '0') || !absl::SimpleAtoi(text, &v)) {
-    return KeyError(key, absl::StrCat("must be a non-negative decimal integer, got '", text, "'"));
-  }
-  if (v > UINT32_MAX) return KeyError(key, absl::StrCat("out of range, got ", text));
-  *out = static_cast<uint32_t>(v);
-  return absl::OkStatus();
-}
-
-// Replaces bytes that are not valid UTF-8 and control characters, so metadata written into the
-// file always parses back.
-std::string SanitizeText(absl::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80           ? 1
-                 : (c >> 5) == 0x6  ? 2
-                 : (c >> 4) == 0xE  ? 3
-                 : (c >> 3) == 0x1E ? 4
-                                    : 0;
-    bool ok = len > 0 && i + len <= s.size();
-    for (size_t k = 1; ok && k < len; ++k) {
-      ok = (static_cast<unsigned char>(s[i + k]) & 0xC0) == 0x80;
-    }
-    if (!ok) {
-      out += '?';
-      ++i;
-    } else if (len == 1 && (c < 0x20 || c == 0x7F)) {
-      out += ' ';
-      ++i;
-    } else {
-      out.append(s.data() + i, len);
-      i += len;
-    }
-  }
-  return out;
-}
-
-// ---- YAML ----
-
-absl::Status YamlScalarString(const std::string& key, const YAML::Node& node, std::string* out) {
-  if (node.IsNull()) {
-    out->clear();
-    return absl::OkStatus();
-  }
-  if (!node.IsScalar()) return KeyError(key, "must be a string");
-  *out = node.Scalar();
-  return absl::OkStatus();
-}
-
-absl::Status YamlField(const std::string& key, const Field& field, const YAML::Node& node,
-                       FeatureFlags* flags) {
-  // A quoted scalar ("true", '10') has tag "!": a string, not a boolean/number.
-  const bool plain = node.IsScalar() && node.Tag() != "!";
-  if (field.bool_member != nullptr) {
-    const std::string v = plain ? absl::AsciiStrToLower(node.Scalar()) : "";
-    if (v != "true" && v != "false") {
-      return KeyError(key, absl::StrCat("must be true or false, got ",
-                                        node.IsScalar() ? absl::StrCat("'", node.Scalar(), "'")
-                                                        : std::string("a non-scalar")));
-    }
-    flags->*field.bool_member = v == "true";
-    return absl::OkStatus();
-  }
-  if (!plain) {
-    return KeyError(key, node.IsScalar() ? absl::StrCat("must be an unquoted integer, got '",
-                                                        node.Scalar(), "'")
-                                         : std::string("must be an integer"));
-  }
-  return ParseUint32(key, node.Scalar(), &(flags->*field.uint_member));
-}
-
-absl::Status ParseYamlRoot(const YAML::Node& root, FeatureFlags* flags, FlagsMetadata* meta) {
-  if (root.IsNull()) return absl::InvalidArgumentError("file is empty");
-  if (!root.IsMap()) return absl::InvalidArgumentError("top level must be a map");
-  std::set<std::string> seen;
-  for (const auto& top : root) {
-    if (!top.first.IsScalar()) return absl::InvalidArgumentError("keys must be strings");
-    const std::string name = top.first.Scalar();
-    if (!seen.insert(name).second) return KeyError(name, "duplicate key");
-    const YAML::Node& value = top.second;
-    if (name == "stage") {
-      if (!value.IsScalar()) return KeyError(name, "must be a string");
-      flags->stage = value.Scalar();
-    } else if (name == "updated_by") {
-      if (absl::Status s = YamlScalarString(name, value, &meta->updated_by); !s.ok()) return s;
-    } else if (name == "updated_at") {
-      if (absl::Status s = YamlScalarString(name, value, &meta->updated_at); !s.ok()) return s;
-    } else if (IsSection(name)) {
-      if (!value.IsMap()) return KeyError(name, "must be a map");
-      std::set<std::string> seen_keys;
-      for (const auto& kv : value) {
-        if (!kv.first.IsScalar()) return KeyError(name, "keys must be strings");
-        const std::string key = absl::StrCat(name, ".", kv.first.Scalar());
-        if (!seen_keys.insert(key).second) return KeyError(key, "duplicate key");
-        const Field* field = FindField(name, kv.first.Scalar());
-        if (field == nullptr) return KeyError(key, "unknown key");
-        if (absl::Status s = YamlField(key, *field, kv.second, flags); !s.ok()) return s;
-      }
-    } else {
-      return KeyError(name, "unknown key");
-    }
-  }
-  return absl::OkStatus();
-}
-
-// ---- JSON ----
-
-absl::Status JsonField(const std::string& key, const Field& field, const json& value,
-                       FeatureFlags* flags) {
-  if (field.bool_member != nullptr) {
-    if (!value.is_boolean()) {
-      return KeyError(key, absl::StrCat("must be true or false, got ", value.dump()));
-    }
-    flags->*field.bool_member = value.get<bool>();
-    return absl::OkStatus();
-  }
-  if (value.is_number_unsigned() || (value.is_number_integer() && value.get<int64_t>() >= 0)) {
-    const uint64_t v = value.get<uint64_t>();
-    if (v > UINT32_MAX) return KeyError(key, absl::StrCat("out of range, got ", v));
-    flags->*field.uint_member = static_cast<uint32_t>(v);
-    return absl::OkStatus();
-  }
-  return KeyError(key, absl::StrCat("must be a non-negative integer, got ",
-                                    value.dump(-1, ' ', false, json::error_handler_t::replace)));
-}
 
 // ---- files ----
 
@@ -283,109 +91,7 @@ absl::Status WriteFileAtomically(const std::string& path, const std::string& con
   return absl::OkStatus();
 }
 
-std::string Rfc3339(absl::Time t) {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", t, absl::UTCTimeZone());
-}
-
 }  // namespace
-
-absl::StatusOr<FeatureFlags> ParseFlagsYaml(std::string_view text, std::string_view source,
-                                            FlagsMetadata* metadata) {
-  FeatureFlags flags;
-  FlagsMetadata meta;
-  absl::Status status;
-  try {
-    const YAML::Node root = YAML::Load(std::string(text));
-    status = ParseYamlRoot(root, &flags, &meta);
-  } catch (const YAML::Exception& e) {
-    status = absl::InvalidArgumentError(absl::StrCat("invalid YAML: ", e.what()));
-  }
-  if (status.ok()) status = ValidateFlags(flags);
-  if (!status.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(absl::string_view(source.data(), source.size()), ": ", status.message()));
-  }
-  if (metadata != nullptr) *metadata = std::move(meta);
-  return flags;
-}
-
-std::string FlagsToYaml(const FeatureFlags& flags, const FlagsMetadata& metadata) {
-  YAML::Emitter out;
-  out << YAML::Comment(
-      "rerankd feature flags. Written by the admin API (FlagStore); hand edits are picked up "
-      "within the poll interval. Stages: feature-flags, cache-10, cache-50, cache-100, full, "
-      "rollback, disabled; or custom.");
-  out << YAML::BeginMap;
-  out << YAML::Key << "stage" << YAML::Value << YAML::DoubleQuoted << SanitizeText(flags.stage);
-  for (const std::string& section : Sections()) {
-    out << YAML::Key << section << YAML::Value << YAML::BeginMap;
-    for (const Field& f : Fields()) {
-      if (section != f.section) continue;
-      out << YAML::Key << f.key << YAML::Value;
-      if (f.bool_member != nullptr) {
-        out << flags.*f.bool_member;
-      } else {
-        out << flags.*f.uint_member;
-      }
-    }
-    out << YAML::EndMap;
-  }
-  out << YAML::Key << "updated_by" << YAML::Value << YAML::DoubleQuoted
-      << SanitizeText(metadata.updated_by);
-  out << YAML::Key << "updated_at" << YAML::Value << YAML::DoubleQuoted
-      << SanitizeText(metadata.updated_at);
-  out << YAML::EndMap;
-  return std::string(out.c_str()) + "\n";
-}
-
-nlohmann::json FlagsToJson(const FeatureFlags& flags) {
-  json j = json::object();
-  j["stage"] = flags.stage;
-  for (const Field& f : Fields()) {
-    if (f.bool_member != nullptr) {
-      j[f.section][f.key] = flags.*f.bool_member;
-    } else {
-      j[f.section][f.key] = flags.*f.uint_member;
-    }
-  }
-  return j;
-}
-
-absl::StatusOr<FeatureFlags> FlagsFromJson(const nlohmann::json& j, const FeatureFlags& base) {
-  FeatureFlags flags = base;
-  if (!j.is_object()) return absl::InvalidArgumentError("flags: must be a JSON object");
-  for (const auto& [name, value] : j.items()) {
-    if (name == "stage") {
-      if (!value.is_string()) return KeyError(name, "must be a string");
-      flags.stage = value.get<std::string>();
-    } else if (name == "updated_by" || name == "updated_at") {
-      // Server-maintained metadata: tolerated so a GET response can be sent back as is.
-    } else if (IsSection(name)) {
-      if (!value.is_object()) return KeyError(name, "must be an object");
-      for (const auto& [key_name, key_value] : value.items()) {
-        const std::string key = absl::StrCat(name, ".", key_name);
-        const Field* field = FindField(name, key_name);
-        if (field == nullptr) return KeyError(key, "unknown key");
-        if (absl::Status s = JsonField(key, *field, key_value, &flags); !s.ok()) return s;
-      }
-    } else {
-      return KeyError(name, "unknown key");
-    }
-  }
-  if (absl::Status s = ValidateFlags(flags); !s.ok()) return s;
-  return flags;
-}
-
-std::vector<std::string> ChangedFlagKeys(const FeatureFlags& a, const FeatureFlags& b) {
-  std::vector<std::string> changed;
-  if (a.stage != b.stage) changed.push_back("stage");
-  for (const Field& f : Fields()) {
-    const bool differs = f.bool_member != nullptr ? a.*f.bool_member != b.*f.bool_member
-                                                  : a.*f.uint_member != b.*f.uint_member;
-    if (differs) changed.push_back(absl::StrCat(f.section, ".", f.key));
-  }
-  return changed;
-}
 
 // ---- FlagStore ----
 
@@ -401,7 +107,7 @@ absl::StatusOr<std::unique_ptr<FlagStore>> FlagStore::Create(Options options, Cl
     return absl::InvalidArgumentError(absl::StrCat("FlagStore: initial.", s.message()));
   }
   std::unique_ptr<FlagStore> store(new FlagStore(std::move(options), clock, audit));
-  if (absl::Status s = store->Load(); !s.ok()) return s;
+  RETURN_IF_ERROR(store->Load());
   if (store->options_.poll_interval > absl::ZeroDuration()) {
     store->watcher_ = std::thread([raw = store.get()] { raw->WatchLoop(); });
   }
@@ -424,12 +130,11 @@ absl::Status FlagStore::Load() {
     }
   }
   absl::MutexLock update_lock(&update_mu_);
-  absl::StatusOr<std::optional<std::string>> content = ReadFileIfExists(options_.path);
-  if (!content.ok()) return content.status();
-  if (!content->has_value()) {
-    FlagsMetadata meta{"initial", Rfc3339(clock_->Now())};
+  ASSIGN_OR_RETURN(std::optional<std::string> content, ReadFileIfExists(options_.path));
+  if (!content.has_value()) {
+    FlagsMetadata meta{"initial", FormatRfc3339Millis(clock_->Now())};
     const std::string text = FlagsToYaml(options_.initial, meta);
-    if (absl::Status s = WriteFileAtomically(options_.path, text); !s.ok()) return s;
+    RETURN_IF_ERROR(WriteFileAtomically(options_.path, text));
     spdlog::info("flags: {} did not exist; wrote the initial flags (stage {})", options_.path,
                  options_.initial.stage);
     last_seen_content_ = text;
@@ -439,12 +144,11 @@ absl::Status FlagStore::Load() {
     return absl::OkStatus();
   }
   FlagsMetadata meta;
-  absl::StatusOr<FeatureFlags> flags = ParseFlagsYaml(**content, options_.path, &meta);
-  if (!flags.ok()) return flags.status();
-  last_seen_content_ = std::move(**content);
-  spdlog::info("flags: loaded {} (stage {})", options_.path, flags->stage);
+  ASSIGN_OR_RETURN(FeatureFlags flags, ParseFlagsYaml(*content, options_.path, &meta));
+  last_seen_content_ = std::move(content);
+  spdlog::info("flags: loaded {} (stage {})", options_.path, flags.stage);
   absl::MutexLock lock(&mu_);
-  current_ = std::make_shared<const FeatureFlags>(*std::move(flags));
+  current_ = std::make_shared<const FeatureFlags>(std::move(flags));
   metadata_ = std::move(meta);
   return absl::OkStatus();
 }
@@ -479,7 +183,7 @@ absl::Status FlagStore::ApplyLocked(const FeatureFlags& flags, const std::string
   const std::shared_ptr<const FeatureFlags> old = Current();
   if (write_file) {
     const std::string text = FlagsToYaml(flags, metadata);
-    if (absl::Status s = WriteFileAtomically(options_.path, text); !s.ok()) return s;
+    RETURN_IF_ERROR(WriteFileAtomically(options_.path, text));
     last_seen_content_ = text;  // our own write is not an external edit
   }
   auto next = std::make_shared<const FeatureFlags>(flags);
@@ -506,21 +210,20 @@ absl::Status FlagStore::ApplyLocked(const FeatureFlags& flags, const std::string
 }
 
 absl::Status FlagStore::Set(const FeatureFlags& flags, const std::string& actor) {
-  if (absl::Status s = ValidateFlags(flags); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateFlags(flags));
   absl::MutexLock update_lock(&update_mu_);
   if (*Current() == flags) return absl::OkStatus();
   return ApplyLocked(flags, actor, /*write_file=*/true,
-                     FlagsMetadata{actor, Rfc3339(clock_->Now())});
+                     FlagsMetadata{actor, FormatRfc3339Millis(clock_->Now())});
 }
 
 absl::Status FlagStore::SetStage(std::string_view stage, const std::string& actor) {
   absl::MutexLock update_lock(&update_mu_);
-  absl::StatusOr<FeatureFlags> flags = ApplyStage(stage, *Current());
-  if (!flags.ok()) return flags.status();
-  if (absl::Status s = ValidateFlags(*flags); !s.ok()) return s;
-  if (*Current() == *flags) return absl::OkStatus();
-  return ApplyLocked(*flags, actor, /*write_file=*/true,
-                     FlagsMetadata{actor, Rfc3339(clock_->Now())});
+  ASSIGN_OR_RETURN(const FeatureFlags flags, ApplyStage(stage, *Current()));
+  RETURN_IF_ERROR(ValidateFlags(flags));
+  if (*Current() == flags) return absl::OkStatus();
+  return ApplyLocked(flags, actor, /*write_file=*/true,
+                     FlagsMetadata{actor, FormatRfc3339Millis(clock_->Now())});
 }
 
 absl::StatusOr<bool> FlagStore::CheckNow() {
@@ -558,10 +261,7 @@ absl::StatusOr<bool> FlagStore::CheckNow() {
     last_error_ = absl::OkStatus();
     return false;
   }
-  if (absl::Status s = ApplyLocked(*flags, "file", /*write_file=*/false, std::move(meta));
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(ApplyLocked(*flags, "file", /*write_file=*/false, std::move(meta)));
   return true;
 }
 

@@ -1,17 +1,8 @@
 // The feature-flags file (YAML) as the source of truth, served as a FlagSource.
 //
-// File schema (every key optional; a missing key takes FeatureFlags' default):
-//   stage: full                      # a StageNames() entry or "custom"
-//   reranker:   {enabled: true}
-//   cache:      {enabled: true, traffic_percent: 100, max_entries: 1000}
-//   batch:      {enabled: true}
-//   audit:      {enabled: true}
-//   overfetch:  {enabled: true, candidates: 20, top_n: 5}
-//   rate_limit: {enabled: true, per_minute: 100}
-//   updated_by: "alice"              # metadata, written by Set()
-//   updated_at: "2024-05-01T12:00:00.000Z"
-// Parsing is strict: an unknown or duplicate key, a wrong type (booleans are true/false only;
-// integers are plain decimal, unquoted) or an out-of-range value is an error naming the key, e.g.
+// The file's schema and its strict parsing rules are common/flags_codec.h's (ParseFlagsYaml,
+// FlagsToYaml; included here, with FlagsToJson/FlagsFromJson/ChangedFlagKeys for the admin API).
+// A bad file is an error naming the file and the key, e.g.
 // "data/flags.yaml: cache.traffic_percent: must be 0..100, got 150".
 //
 // FlagStore loads the file at Create() (writing Options::initial there if it does not exist) and
@@ -48,35 +39,9 @@
 #include "common/audit_sink.h"
 #include "common/clock.h"
 #include "common/feature_flags.h"
-#include "nlohmann/json.hpp"
+#include "common/flags_codec.h"
 
 namespace rerank {
-
-// Who last changed the file, and when (RFC 3339 UTC). Not part of FeatureFlags: informational.
-struct FlagsMetadata {
-  std::string updated_by;
-  std::string updated_at;
-  bool operator==(const FlagsMetadata& o) const {
-    return updated_by == o.updated_by && updated_at == o.updated_at;
-  }
-};
-
-// Parses the YAML schema above on top of FeatureFlags{} and validates (ValidateFlags). Errors are
-// InvalidArgument prefixed with "<source>: ". `metadata` (optional) receives updated_by/at.
-absl::StatusOr<FeatureFlags> ParseFlagsYaml(std::string_view text,
-                                            std::string_view source = "flags.yaml",
-                                            FlagsMetadata* metadata = nullptr);
-// The YAML schema above (with a header comment); ParseFlagsYaml(FlagsToYaml(f, m)) == f.
-std::string FlagsToYaml(const FeatureFlags& flags, const FlagsMetadata& metadata = {});
-
-// JSON with the same nested shape as the YAML (without metadata), for the admin API.
-nlohmann::json FlagsToJson(const FeatureFlags& flags);
-// Strict like ParseFlagsYaml, but on top of `base`: keys not present keep base's value, so a
-// partial object is a patch. `updated_by`/`updated_at` are accepted and ignored. Validates.
-absl::StatusOr<FeatureFlags> FlagsFromJson(const nlohmann::json& json,
-                                           const FeatureFlags& base = FeatureFlags{});
-// Flags-file keys ("cache.enabled", "stage", ...) whose values differ between a and b.
-std::vector<std::string> ChangedFlagKeys(const FeatureFlags& a, const FeatureFlags& b);
 
 class FlagStore final : public FlagSource {
  public:

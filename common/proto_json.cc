@@ -6,6 +6,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/json_util.h"
+#include "common/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
 #include "google/protobuf/util/json_util.h"
@@ -24,7 +26,7 @@ constexpr size_t kMaxQuotedValueBytes = 64;
 
 // The offending value, short: error messages must not echo a whole request.
 std::string Quote(const json& value) {
-  std::string s = value.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string s = DumpJson(value);
   if (s.size() > kMaxQuotedValueBytes) s = absl::StrCat(s.substr(0, kMaxQuotedValueBytes), "...");
   return s;
 }
@@ -82,25 +84,25 @@ absl::Status SetValue(const json& v, Message* m, const FieldDescriptor* f, const
       return absl::OkStatus();
     case FieldDescriptor::CPPTYPE_INT32: {
       int32_t x = 0;
-      if (absl::Status s = ParseInteger(v, path, false, &x); !s.ok()) return s;
+      RETURN_IF_ERROR(ParseInteger(v, path, false, &x));
       rep ? r->AddInt32(m, f, x) : r->SetInt32(m, f, x);
       return absl::OkStatus();
     }
     case FieldDescriptor::CPPTYPE_UINT32: {
       uint32_t x = 0;
-      if (absl::Status s = ParseInteger(v, path, false, &x); !s.ok()) return s;
+      RETURN_IF_ERROR(ParseInteger(v, path, false, &x));
       rep ? r->AddUInt32(m, f, x) : r->SetUInt32(m, f, x);
       return absl::OkStatus();
     }
     case FieldDescriptor::CPPTYPE_INT64: {
       int64_t x = 0;
-      if (absl::Status s = ParseInteger(v, path, true, &x); !s.ok()) return s;
+      RETURN_IF_ERROR(ParseInteger(v, path, true, &x));
       rep ? r->AddInt64(m, f, x) : r->SetInt64(m, f, x);
       return absl::OkStatus();
     }
     case FieldDescriptor::CPPTYPE_UINT64: {
       uint64_t x = 0;
-      if (absl::Status s = ParseInteger(v, path, true, &x); !s.ok()) return s;
+      RETURN_IF_ERROR(ParseInteger(v, path, true, &x));
       rep ? r->AddUInt64(m, f, x) : r->SetUInt64(m, f, x);
       return absl::OkStatus();
     }
@@ -157,13 +159,12 @@ absl::Status FillMessage(const json& object, Message* message, const std::string
     if (f->is_repeated()) {
       if (!value.is_array()) return TypeError(field_path, "an array", value);
       for (size_t i = 0; i < value.size(); ++i) {
-        absl::Status s = SetValue(value[i], message, f, absl::StrCat(field_path, "[", i, "]"),
-                                  options);
-        if (!s.ok()) return s;
+        RETURN_IF_ERROR(
+            SetValue(value[i], message, f, absl::StrCat(field_path, "[", i, "]"), options));
       }
       continue;
     }
-    if (absl::Status s = SetValue(value, message, f, field_path, options); !s.ok()) return s;
+    RETURN_IF_ERROR(SetValue(value, message, f, field_path, options));
   }
   return absl::OkStatus();
 }

@@ -1,14 +1,11 @@
 #include "common/rollout.h"
 
+#include "common/hash.h"
+
 namespace rerank {
 
 uint64_t StableHash64(std::string_view key) {
-  // FNV-1a 64.
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : key) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
+  uint64_t h = Fnv1a64(key);
   // murmur3 fmix64: FNV-1a's low bits (which `% kRolloutBuckets` mostly uses) correlate for keys
   // that differ only in the last characters, like "client-1", "client-2".
   h ^= h >> 33;

@@ -2,9 +2,10 @@
 // key, so the same client always gets the same answer (across requests, replicas and restarts)
 // and raising the percentage only ever adds clients (a client in at 10% is in at 50%).
 //
-// The hash is FNV-1a 64 followed by a 64-bit finalizer (murmur3 fmix64) to spread FNV's weak low
-// bits; it is fixed forever by tests with known values. absl::Hash is deliberately not used: it
-// is seeded per process, which would reshuffle clients on every restart and between replicas.
+// The hash is FNV-1a 64 (common/hash.h Fnv1a64) followed by a 64-bit finalizer (murmur3 fmix64)
+// to spread FNV's weak low bits; it is fixed forever by tests with known values. absl::Hash is
+// deliberately not used: it is seeded per process, which would reshuffle clients on every restart
+// and between replicas.
 //
 // Stateless, thread-safe free functions.
 #ifndef RERANK_COMMON_ROLLOUT_H_

@@ -223,7 +223,9 @@ TEST_F(BatcherTest, ScorerErrorFailsTheJob) {
   EXPECT_TRUE(ok.value.ok()) << "the worker keeps serving after an error";
 }
 
-TEST_F(BatcherTest, DrainRejectsNewWorkAndStopFailsQueuedJobs) {
+// Drain stops intake at once but lets queued work run to completion (Stop, below, is what fails
+// queued jobs).
+TEST_F(BatcherTest, DrainRejectsNewWorkAndFinishesQueuedJobs) {
   auto b = Make();
   control_.Gate();
   Result busy, queued;
@@ -231,11 +233,17 @@ TEST_F(BatcherTest, DrainRejectsNewWorkAndStopFailsQueuedJobs) {
   control_.WaitForCalls(1);
   ASSERT_TRUE(b->Submit(MakeJob({RowOfLength(20)}, &queued)).ok());
   EXPECT_FALSE(b->Drain(absl::Milliseconds(20))) << "work is stuck behind the gate";
+  EXPECT_FALSE(queued.done.HasBeenNotified()) << "a timed-out Drain does not fail queued work";
   Result late;
   EXPECT_EQ(b->Submit(MakeJob({RowOfLength(10)}, &late)).code(), absl::StatusCode::kUnavailable);
   control_.Release();
   EXPECT_TRUE(b->Drain(absl::Seconds(10)));
-  EXPECT_TRUE(queued.value.ok());
+  ASSERT_TRUE(busy.done.HasBeenNotified());
+  ASSERT_TRUE(queued.done.HasBeenNotified()) << "Drain returned true with work still queued";
+  EXPECT_TRUE(busy.value.ok()) << busy.value.status();
+  EXPECT_TRUE(queued.value.ok()) << queued.value.status();
+  EXPECT_EQ(control_.rows_scored(), 2) << "the rejected job never reached the model";
+  EXPECT_FALSE(late.done.HasBeenNotified()) << "done is not called on a failed Submit";
   b->Stop();
 }
 

@@ -1,7 +1,9 @@
 #include "common/rollout.h"
 
 #include <string>
+#include <string_view>
 
+#include "common/hash.h"
 #include "gtest/gtest.h"
 
 namespace rerank {
@@ -21,14 +23,30 @@ TEST(RolloutTest, StableKnownValues) {
   EXPECT_EQ(RolloutBucket("tenant-42:user-7"), 4562u);
 }
 
+// FNV-1a 64 reference vectors (from the FNV authors' test suite): the hash under the rollout.
+TEST(RolloutTest, Fnv1a64KnownValues) {
+  static_assert(Fnv1a64("") == 0xcbf29ce484222325ull, "usable at compile time");
+  EXPECT_EQ(Fnv1a64(""), 0xcbf29ce484222325ull);
+  EXPECT_EQ(Fnv1a64("a"), 0xaf63dc4c8601ec8cull);
+  EXPECT_EQ(Fnv1a64("foobar"), 0x85944171f73967e8ull);
+  EXPECT_NE(Fnv1a64(std::string_view("a\0", 2)), Fnv1a64("a"));
+  EXPECT_EQ(Fnv1a64(std::string_view("\xff", 1)), (0xcbf29ce484222325ull ^ 0xff) * 0x100000001b3ull)
+      << "bytes are unsigned";
+}
+
 TEST(RolloutTest, SameKeyAlwaysSameAnswer) {
   for (int i = 0; i < 1000; ++i) {
     const std::string key = "client-" + std::to_string(i);
     const uint32_t bucket = RolloutBucket(key);
     EXPECT_LT(bucket, kRolloutBuckets);
     EXPECT_EQ(RolloutBucket(std::string(key)), bucket);  // a different buffer, same bytes
+    // Only the key's own bytes count: the same key as a view into a larger buffer (not
+    // NUL-terminated, other bytes on both sides) is in the same bucket.
+    const std::string padded = "xx" + key + "yy";
+    const std::string_view embedded = std::string_view(padded).substr(2, key.size());
+    EXPECT_EQ(RolloutBucket(embedded), bucket);
     for (uint32_t p : {0u, 10u, 50u, 100u}) {
-      EXPECT_EQ(InRollout(key, p), InRollout(key, p));
+      EXPECT_EQ(InRollout(embedded, p), InRollout(key, p));
       EXPECT_EQ(InRollout(key, p), bucket < p * 100);
     }
   }

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/json_util.h"
 #include "nlohmann/json.hpp"
 #include "server/tokenizer.h"
 
@@ -177,9 +178,7 @@ int Run(int argc, char** argv) {
     const std::string message = absl::StrCat("line ", line_no, ": ", out.status().message());
     std::cerr << "rerank-tokenize: " << message << "\n";
     // The message may quote raw (invalid) bytes from the input; replace them rather than throw.
-    std::cout << nlohmann::json{{"error", message}}.dump(-1, ' ', false,
-                                                         nlohmann::json::error_handler_t::replace)
-              << '\n';
+    std::cout << DumpJson(nlohmann::json{{"error", message}}) << '\n';
   }
   std::cout.flush();
   if (!std::cout) {

@@ -34,6 +34,8 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/config.h"
+#include "common/json_util.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "rerank/v1/reranker.grpc.pb.h"
 #include "tools/rerankctl_args.h"
@@ -207,24 +209,22 @@ struct JsonResponse {
 // GET/POST and parse the body as a JSON object; any HTTP status is returned to the caller.
 absl::StatusOr<JsonResponse> CallJson(AdminHttpClient& client, const std::string& method,
                                       const std::string& path, const json* body = nullptr) {
-  absl::StatusOr<HttpResponse> r = body == nullptr ? client.Get(path) : client.Post(path, body->dump());
-  if (!r.ok()) return r.status();
+  ASSIGN_OR_RETURN(const HttpResponse r,
+                   body == nullptr ? client.Get(path) : client.Post(path, body->dump()));
   JsonResponse out;
-  out.status = r->status;
-  out.body = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+  out.status = r.status;
+  out.body = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
   if (out.body.is_discarded() || !out.body.is_object()) {
-    if (r->status >= 400) {
+    if (r.status >= 400) {
       return absl::FailedPreconditionError(
-          absl::StrCat(method, " ", path, " failed: ", DescribeHttpError(r->status, r->body)));
+          absl::StrCat(method, " ", path, " failed: ", DescribeHttpError(r.status, r.body)));
     }
     return absl::DataLossError(absl::StrCat(method, " ", client.base_url(), path, ": HTTP ",
-                                            r->status, " with a body that is not a JSON object: ",
-                                            Snippet(r->body, 120)));
+                                            r.status, " with a body that is not a JSON object: ",
+                                            Snippet(r.body, 120)));
   }
   return out;
 }
-
-std::string Dump(const json& j) { return j.dump(2, ' ', false, json::error_handler_t::replace); }
 
 // ---- stage ----
 
@@ -264,7 +264,8 @@ int Status(const ParsedArgs& args, const Globals& g) {
   absl::StatusOr<JsonResponse> flags = CallJson(**client, "GET", "/flags");
   json flags_body = flags.ok() && flags->status == 200 ? flags->body : json(nullptr);
   if (args.bools.count("json")) {
-    std::cout << Dump(json{{"health", health->body}, {"flags", flags_body}}) << "\n";
+    std::cout << DumpJson(json{{"health", health->body}, {"flags", flags_body}}, /*indent=*/2)
+              << "\n";
   } else {
     std::cout << FormatStatus(health->body, flags_body, (*client)->base_url());
   }
@@ -462,12 +463,13 @@ int Rerank(const ParsedArgs& args, const Globals& g) {
                          {"id", r.id()},
                          {"text", text_of(r.index())}});
     }
-    std::cout << Dump(json{{"model_name", response.model_name()},
-                           {"model_version", response.model_version()},
-                           {"reranked", response.reranked()},
-                           {"request_id", response.request_id()},
-                           {"cache_hits", response.cache_hits()},
-                           {"results", results}})
+    std::cout << DumpJson(json{{"model_name", response.model_name()},
+                               {"model_version", response.model_version()},
+                               {"reranked", response.reranked()},
+                               {"request_id", response.request_id()},
+                               {"cache_hits", response.cache_hits()},
+                               {"results", results}},
+                          /*indent=*/2)
               << std::endl;
     return kOk;
   }

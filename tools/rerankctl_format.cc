@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/json_util.h"
 
 namespace rerank::ctl {
 namespace {
@@ -55,7 +56,7 @@ std::string Integer(std::optional<double> v) {
 
 std::string Scalar(const json& v) {
   if (v.is_string()) return v.get<std::string>();
-  return v.dump(-1, ' ', false, json::error_handler_t::replace);
+  return DumpJson(v);
 }
 
 std::string Duration(std::optional<double> seconds) {
