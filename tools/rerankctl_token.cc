@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -124,8 +126,16 @@ absl::StatusOr<AdminToken> ResolveAdminToken(const TokenSources& s) {
   absl::StatusOr<std::string> token = ReadTokenFile(path);
   if (token.ok()) return AdminToken{*std::move(token), absl::StrCat("the token file ", path)};
   if (absl::IsNotFound(token.status())) {
+    std::string where;
+    std::error_code ec;
+    if (std::filesystem::path(path).is_relative()) {
+      // rerankd resolves it against its own working directory: say which one was assumed.
+      where = absl::StrCat(" (relative to the current directory ",
+                           std::filesystem::current_path(ec).string(),
+                           "; run where rerankd runs, or pass --token-file)");
+    }
     return AdminToken{"", absl::StrCat("no token: the default token file ", path,
-                                       " does not exist")};
+                                       " does not exist", where)};
   }
   return absl::Status(token.status().code(),
                       absl::StrCat("admin token file: ", token.status().message()));
