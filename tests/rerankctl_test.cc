@@ -1,12 +1,12 @@
 // Unit tests of rerankctl's parsing, formatting, admin token lookup and pre-deployment checks (no
-// server: /health answers come from a lambda). The end-to-end behaviour against a real rerankd is covered by
-// tests/rerankctl_e2e_test.py.
+// server: /health answers come from a lambda). The end-to-end behaviour against a real rerankd is
+// covered by tests/rerankctl_e2e_test.py.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <algorithm>
 #include <optional>
 #include <string>
 #include <vector>
@@ -74,7 +74,8 @@ json FlagsBody(const std::string& stage, bool cache_enabled, int percent) {
 
 const std::map<std::string, std::vector<FlagSpec>>& TestCommands() {
   static const auto* const commands = new std::map<std::string, std::vector<FlagSpec>>{
-      {"rerank", {{"doc", FlagKind::kRepeated}, {"top-n", FlagKind::kValue}, {"json", FlagKind::kBool}}},
+      {"rerank",
+       {{"doc", FlagKind::kRepeated}, {"top-n", FlagKind::kValue}, {"json", FlagKind::kBool}}},
       {"stage", {{"actor", FlagKind::kValue}}},
   };
   return *commands;
@@ -87,8 +88,9 @@ admin::v1::FlagsView FlagsView(const std::string& stage, bool cache_enabled, int
 // ---- args ----
 
 TEST(RerankctlArgsTest, GlobalFlagsBeforeAndAfterTheCommand) {
-  absl::StatusOr<ParsedArgs> a = ParseArgs(
-      {"--admin", "http://h:1", "stage", "cache-10", "--token=t", "--actor", "bob"}, TestCommands());
+  absl::StatusOr<ParsedArgs> a =
+      ParseArgs({"--admin", "http://h:1", "stage", "cache-10", "--token=t", "--actor", "bob"},
+                TestCommands());
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->command, "stage");
   EXPECT_THAT(a->positionals, ElementsAre("cache-10"));
@@ -116,8 +118,8 @@ TEST(RerankctlArgsTest, UnknownFlagIsAnErrorNamingIt) {
   EXPECT_THAT(std::string(a.status().message()), HasSubstr("--acter"));
   // A command's flag is not accepted by another command.
   EXPECT_FALSE(ParseArgs({"stage", "full", "--json"}, TestCommands()).ok());
-  EXPECT_FALSE(ParseArgs({"rerank", "--top-n"}, TestCommands()).ok());       // missing value
-  EXPECT_FALSE(ParseArgs({"rerank", "--json=yes"}, TestCommands()).ok());    // bool with a value
+  EXPECT_FALSE(ParseArgs({"rerank", "--top-n"}, TestCommands()).ok());     // missing value
+  EXPECT_FALSE(ParseArgs({"rerank", "--json=yes"}, TestCommands()).ok());  // bool with a value
 }
 
 TEST(RerankctlArgsTest, HelpAndDoubleDash) {
@@ -154,7 +156,7 @@ TEST(RerankctlStatsTest, NamesMissingFields) {
   h["reranker"]["stats"].erase("p95_latency_ms");
   h["reranker"]["stats"]["total_reranks"] = nullptr;  // null reads as absent
   h["reranker"]["stats"].erase("cache_size");
-  h["reranker"]["stats"]["cacheSize"] = 3;  // the lowerCamelCase JSON name counts
+  h["reranker"]["stats"]["cacheSize"] = 3;         // the lowerCamelCase JSON name counts
   h["reranker"]["stats"]["new_server_field"] = 1;  // unknown keys are ignored
   EXPECT_THAT(StatsProblems(h), ElementsAre("total_reranks (missing)", "p95_latency_ms (missing)"));
   h["reranker"]["stats"] = json::array();
@@ -202,7 +204,8 @@ TEST(RerankctlFormatTest, FlattenFlagsSkipsStageAndSortsByName) {
 TEST(RerankctlFormatTest, StageChangeShowsOldAndNewAndMarksChangedFlags) {
   const std::string out =
       FormatStageChange(FlagsView("feature-flags", false, 0), FlagsView("cache-50", true, 50));
-  EXPECT_THAT(out, HasSubstr("stage: feature-flags -> cache-50 (by alice at 2024-05-01T12:00:00.000Z)"));
+  EXPECT_THAT(out,
+              HasSubstr("stage: feature-flags -> cache-50 (by alice at 2024-05-01T12:00:00.000Z)"));
   EXPECT_THAT(out, HasSubstr("cache.traffic_percent    50     (was 0)"));
   EXPECT_THAT(out, HasSubstr("cache.enabled            true   (was false)"));
   // Unchanged flags are listed without a "was".
@@ -218,7 +221,8 @@ TEST(RerankctlFormatTest, StatusSummary) {
   EXPECT_THAT(out, HasSubstr("tiny_model version 8237fa5cb3d9, fp32 (DEMO model"));
   EXPECT_THAT(out, HasSubstr("stage:    cache-10 (set by alice at 2024-05-01T12:00:00.000Z)"));
   EXPECT_THAT(out, HasSubstr("reranker: enabled"));
-  EXPECT_THAT(out, HasSubstr("cache:    enabled for 10% of traffic, 7/1000 entries, hit rate 12.5%"));
+  EXPECT_THAT(out,
+              HasSubstr("cache:    enabled for 10% of traffic, 7/1000 entries, hit rate 12.5%"));
   EXPECT_THAT(out, HasSubstr("120 reranks since start; 40 requests in the last 300 s"));
   EXPECT_THAT(out, HasSubstr("avg 3.25 ms, p95 7.50 ms, p99 9.12 ms; target 50 ms met by 99.0%"));
   EXPECT_THAT(out, HasSubstr("errors:   0.5%"));
@@ -256,11 +260,13 @@ TEST(RerankctlFormatTest, Reload) {
 }
 
 TEST(RerankctlFormatTest, HttpErrorsExplainTokens) {
-  EXPECT_THAT(DescribeHttpError(400, R"({"error": "unknown stage 'x'; valid stages: a, b"})"),
-              AllOf(HasSubstr("HTTP 400: unknown stage 'x'; valid stages: a, b"), Not(HasSubstr("hint"))));
-  EXPECT_THAT(DescribeHttpError(401, R"({"error": "bad token"})"),
-              AllOf(HasSubstr("HTTP 401: bad token"), HasSubstr("--token-file"), HasSubstr("--token"),
-                    HasSubstr("RERANKER_ADMIN_TOKEN"), HasSubstr("data/admin.token")));
+  EXPECT_THAT(
+      DescribeHttpError(400, R"({"error": "unknown stage 'x'; valid stages: a, b"})"),
+      AllOf(HasSubstr("HTTP 400: unknown stage 'x'; valid stages: a, b"), Not(HasSubstr("hint"))));
+  EXPECT_THAT(
+      DescribeHttpError(401, R"({"error": "bad token"})"),
+      AllOf(HasSubstr("HTTP 401: bad token"), HasSubstr("--token-file"), HasSubstr("--token"),
+            HasSubstr("RERANKER_ADMIN_TOKEN"), HasSubstr("data/admin.token")));
   EXPECT_THAT(DescribeHttpError(403, R"({"error": "admin.token is not configured"})"),
               AllOf(HasSubstr("HTTP 403"), HasSubstr("no admin.token configured")));
   EXPECT_THAT(DescribeHttpError(502, "<html>bad gateway</html>"),
@@ -281,17 +287,18 @@ TEST(RerankctlMonitorTest, RateBetweenLinesUsesTheGivenTimes) {
   h["reranker"]["stats"]["total_reranks"] = 145;  // +25 in 5 s = 5.0 req/s
   const std::string second =
       FormatMonitorLine(Parse<admin::v1::Health>(h), t0 + absl::Seconds(5), sample, utc);
-  EXPECT_EQ(second, absl::StrFormat("%-8s  %-13s %9s %7s %8s %8s %8s %10s %7s %11s", "22:13:25",
-                                    "cache-10", "145", "5.0", "3.25", "7.50", "9.12", "12.5",
-                                    "0.5", "99.0"));
+  EXPECT_EQ(second,
+            absl::StrFormat("%-8s  %-13s %9s %7s %8s %8s %8s %10s %7s %11s", "22:13:25", "cache-10",
+                            "145", "5.0", "3.25", "7.50", "9.12", "12.5", "0.5", "99.0"));
   // The header has the same columns.
-  EXPECT_THAT(MonitorHeader(), AllOf(HasSubstr("REQ/S"), HasSubstr("P99_MS"), HasSubstr("TARGET_MET%")));
+  EXPECT_THAT(MonitorHeader(),
+              AllOf(HasSubstr("REQ/S"), HasSubstr("P99_MS"), HasSubstr("TARGET_MET%")));
   // The counter went backwards (restart): no rate rather than a negative one.
   h["reranker"]["stats"]["total_reranks"] = 3;
   h["reranker"]["enabled"] = false;
   EXPECT_THAT(FormatMonitorLine(Parse<admin::v1::Health>(h), t0 + absl::Seconds(10), sample, utc),
-              ::testing::StartsWith(absl::StrFormat("%-8s  %-13s %9s %7s", "22:13:30",
-                                                    "cache-10(off)", "3", "-")));
+              ::testing::StartsWith(
+                  absl::StrFormat("%-8s  %-13s %9s %7s", "22:13:30", "cache-10(off)", "3", "-")));
   EXPECT_EQ(FormatMonitorError(t0, utc, "refused"), "22:13:20  ERROR refused");
 }
 
@@ -299,7 +306,7 @@ TEST(RerankctlFormatTest, SnippetIsOneLineAndUtf8Safe) {
   EXPECT_EQ(Snippet("a\tb\nc", 10), "a b c");
   EXPECT_EQ(Snippet("abcdefghij", 8), "abcde...");
   // "é" is 2 bytes; a cut inside it backs off to its start.
-  EXPECT_EQ(Snippet("abcdé", 6), "abcdé");  // fits exactly (6 bytes)
+  EXPECT_EQ(Snippet("abcdé", 6), "abcdé");     // fits exactly (6 bytes)
   EXPECT_EQ(Snippet("aaéaaaaa", 6), "aa...");  // byte 3 is the middle of "é"
   EXPECT_EQ(Snippet("aébcdefgh", 6), "aé...");
 }
@@ -316,9 +323,9 @@ class RerankctlCheckTest : public ::testing::Test {
     fs::create_directories(model_dir_);
     for (const char* f : {"model.pt", "vocab.txt", "model.yaml"}) Write(model_dir_ / f, "x\n");
     config_ = dir_ / "rerankd.yaml";
-    Write(config_, absl::StrCat("model:\n  dir: ", model_dir_.string(), "\nflags:\n  path: ",
-                                (dir_ / "data" / "flags.yaml").string(), "\naudit:\n  path: ",
-                                (dir_ / "audit.jsonl").string(), "\n"));
+    Write(config_, absl::StrCat("model:\n  dir: ", model_dir_.string(),
+                                "\nflags:\n  path: ", (dir_ / "data" / "flags.yaml").string(),
+                                "\naudit:\n  path: ", (dir_ / "audit.jsonl").string(), "\n"));
     options_.config_path = config_.string();
     options_.env = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
   }
@@ -365,13 +372,14 @@ TEST_F(RerankctlCheckTest, MissingModelFileAndUnwritableDirFail) {
   fs::remove(model_dir_ / "vocab.txt");
   std::vector<CheckResult> r = RunPreDeploymentChecks(options_, Serve(200, HealthyBody()));
   EXPECT_FALSE(AllPassed(r));
-  EXPECT_THAT(Line(r, "model files"), AllOf(HasSubstr("FAIL"), HasSubstr("vocab.txt"),
-                                            Not(HasSubstr("model.pt"))));
+  EXPECT_THAT(Line(r, "model files"),
+              AllOf(HasSubstr("FAIL"), HasSubstr("vocab.txt"), Not(HasSubstr("model.pt"))));
   if (geteuid() != 0) {  // root can write anywhere
     fs::create_directories(dir_ / "data");
     fs::permissions(dir_ / "data", fs::perms::owner_read | fs::perms::owner_exec);
     r = RunPreDeploymentChecks(options_, Serve(200, HealthyBody()));
-    EXPECT_THAT(Line(r, "flags file directory"), AllOf(HasSubstr("FAIL"), HasSubstr("not writable")));
+    EXPECT_THAT(Line(r, "flags file directory"),
+                AllOf(HasSubstr("FAIL"), HasSubstr("not writable")));
     fs::permissions(dir_ / "data", fs::perms::owner_all);
   }
 }
@@ -422,13 +430,15 @@ TEST_F(RerankctlCheckTest, NotReadyDegradedDisabledAndIncompleteStatsFail) {
   r = RunPreDeploymentChecks(options_, Serve(200, h));
   EXPECT_THAT(Line(r, "health"), AllOf(HasSubstr("FAIL"), HasSubstr("degraded")));
   EXPECT_THAT(Line(r, "reranker enabled"), AllOf(HasSubstr("FAIL"), HasSubstr("stage disabled")));
-  EXPECT_THAT(Line(r, "stats available"), AllOf(HasSubstr("FAIL"), HasSubstr("window_seconds (missing)")));
+  EXPECT_THAT(Line(r, "stats available"),
+              AllOf(HasSubstr("FAIL"), HasSubstr("window_seconds (missing)")));
 
   r = RunPreDeploymentChecks(options_, [](std::string_view) -> absl::StatusOr<HttpResponse> {
     return HttpResponse{200, "not json"};
   });
-  EXPECT_THAT(Line(r, "health"), AllOf(HasSubstr("FAIL"), HasSubstr("does not match the admin contract"),
-                                       HasSubstr("invalid JSON"), HasSubstr("not json")));
+  EXPECT_THAT(Line(r, "health"),
+              AllOf(HasSubstr("FAIL"), HasSubstr("does not match the admin contract"),
+                    HasSubstr("invalid JSON"), HasSubstr("not json")));
   EXPECT_THAT(Line(r, "stats available"), HasSubstr("FAIL: unknown"));
 }
 
@@ -436,8 +446,8 @@ TEST_F(RerankctlCheckTest, AnswerOutsideTheContractFailsNamingTheField) {
   json h = HealthyBody();
   h["reranker"]["stats"]["cache_enabled"] = "yes";
   std::vector<CheckResult> r = RunPreDeploymentChecks(options_, Serve(200, h));
-  EXPECT_THAT(Line(r, "health"),
-              AllOf(HasSubstr("FAIL"), HasSubstr("reranker.stats.cache_enabled"), HasSubstr("\"yes\"")));
+  EXPECT_THAT(Line(r, "health"), AllOf(HasSubstr("FAIL"), HasSubstr("reranker.stats.cache_enabled"),
+                                       HasSubstr("\"yes\"")));
   EXPECT_THAT(Line(r, "reranker enabled"), HasSubstr("FAIL: unknown"));
   // An error status that is not /health's own (200/503) is explained, not parsed as a Health.
   r = RunPreDeploymentChecks(options_, [](std::string_view) -> absl::StatusOr<HttpResponse> {
@@ -514,8 +524,8 @@ TEST_F(RerankctlTokenTest, TheDefaultFileIsWhereRerankdWritesIt) {
   // The same derivation from a config file.
   env_.erase("RERANKER_ADMIN_TOKEN_FILE");
   env_.erase("RERANKER_FLAGS_FILE");
-  sources_.config_path = Write("rerankd.yaml", absl::StrCat("flags:\n  path: ", dir_.string(),
-                                                            "/cfg/flags.yaml\n"));
+  sources_.config_path =
+      Write("rerankd.yaml", absl::StrCat("flags:\n  path: ", dir_.string(), "/cfg/flags.yaml\n"));
   fs::create_directories(dir_ / "cfg");
   Write("cfg/admin.token", "from-config-dir-0123456\n");
   t = ResolveAdminToken(sources_);
@@ -605,7 +615,7 @@ TEST(RerankctlHttpTest, ValidatesOptionsAndReportsTransportErrors) {
   o.timeout = absl::Seconds(5);
   absl::StatusOr<std::unique_ptr<AdminHttpClient>> c = AdminHttpClient::Create(o);
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ((*c)->base_url(), "http://127.0.0.1:1");  // trailing slash dropped
+  EXPECT_EQ((*c)->base_url(), "http://127.0.0.1:1");      // trailing slash dropped
   absl::StatusOr<HttpResponse> r = (*c)->Get("/health");  // port 1: nothing listens there
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);

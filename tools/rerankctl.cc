@@ -5,8 +5,8 @@
 //
 // Commands talk to the admin HTTP plane (stage, reload, status, monitor, check), parsing its
 // answers into the admin contract's messages (proto/rerank/admin/v1/admin.proto), or to the
-// data-plane gRPC Reranker (rerank). Exit status: 0 success, 1 the operation failed (server error, unreachable,
-// a failed check), 2 usage error.
+// data-plane gRPC Reranker (rerank). Exit status: 0 success, 1 the operation failed (server error,
+// unreachable, a failed check), 2 usage error.
 #include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
@@ -74,8 +74,10 @@ constexpr char kMainUsage[] =
     "  rerank         rerank documents for a query over gRPC and print the ranking\n"
     "\n"
     "Global flags (also accepted after the command):\n"
-    "  --admin URL        admin HTTP base URL (env RERANKER_ADMIN_URL; default " "http://127.0.0.1:8000)\n"
-    "  --target H:P       data-plane gRPC address (env RERANKER_GRPC_TARGET; default 127.0.0.1:50051)\n"
+    "  --admin URL        admin HTTP base URL (env RERANKER_ADMIN_URL; default "
+    "http://127.0.0.1:8000)\n"
+    "  --target H:P       data-plane gRPC address (env RERANKER_GRPC_TARGET; default "
+    "127.0.0.1:50051)\n"
     "  --token-file PATH  read the admin token (for stage, reload) from PATH\n"
     "  --token TOKEN      the admin token itself (visible in `ps`: prefer --token-file)\n"
     "  --config PATH      rerankd's YAML config: where to find its token (and what check checks)\n"
@@ -100,7 +102,8 @@ constexpr char kStageUsage[] =
     "(plain reranker, optional features off) and disabled (reranker off: pass-through).\n"
     "The server validates the name; an unknown one fails with the list of valid stages.\n"
     "\n"
-    "  --actor NAME   recorded as updated_by and in the audit log (default: $USER, else rerankctl)\n";
+    "  --actor NAME   recorded as updated_by and in the audit log (default: $USER, else "
+    "rerankctl)\n";
 
 constexpr char kReloadUsage[] =
     "Usage: rerankctl reload [--actor NAME]\n"
@@ -119,7 +122,8 @@ constexpr char kStatusUsage[] =
     "key stats. Exit 1 when the server is unreachable or not ready.\n"
     "\n"
     "  --json   print {\"health\": <GET /health>, \"flags\": <GET /flags>} instead, each as the\n"
-    "           contract's message in protobuf's JSON mapping (flags null when GET /flags failed)\n";
+    "           contract's message in protobuf's JSON mapping (flags null when GET /flags "
+    "failed)\n";
 
 constexpr char kMonitorUsage[] =
     "Usage: rerankctl monitor [SECONDS] [--count K]\n"
@@ -214,10 +218,10 @@ absl::StatusOr<Globals> ReadGlobals(const ParsedArgs& args) {
   g.token.config_path = g.config_path;
   g.token.env = ProcessEnv();
   double seconds = 10;
-  if (args.Has("timeout") &&
-      (!absl::SimpleAtod(args.Get("timeout"), &seconds) || !(seconds > 0) || !std::isfinite(seconds))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--timeout: must be a positive number of seconds, got '", args.Get("timeout"), "'"));
+  if (args.Has("timeout") && (!absl::SimpleAtod(args.Get("timeout"), &seconds) || !(seconds > 0) ||
+                              !std::isfinite(seconds))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--timeout: must be a positive number of seconds, got '", args.Get("timeout"), "'"));
   }
   g.timeout = absl::Seconds(seconds);
   return g;
@@ -241,18 +245,17 @@ absl::StatusOr<std::unique_ptr<AdminHttpClient>> MakeClient(const Globals& g,
 // Returns the HTTP status.
 absl::StatusOr<long> Call(AdminHttpClient& client, const std::string& method,
                           const std::string& path, const std::string* body,
-                          std::initializer_list<long> ok_codes,
-                          google::protobuf::Message* out) {
+                          std::initializer_list<long> ok_codes, google::protobuf::Message* out) {
   absl::StatusOr<HttpResponse> r = body == nullptr ? client.Get(path) : client.Post(path, *body);
   if (!r.ok()) return r.status();
   if (std::find(ok_codes.begin(), ok_codes.end(), r->status) == ok_codes.end()) {
     return absl::FailedPreconditionError(DescribeHttpError(r->status, r->body));
   }
   if (absl::Status s = ParseAnswer(r->body, out, "answer"); !s.ok()) {
-    return absl::DataLossError(absl::StrCat(
-        method, " ", client.base_url(), path, ": HTTP ", r->status,
-        " with a body that does not match the admin contract (", s.message(),
-        "): ", Snippet(r->body, 120)));
+    return absl::DataLossError(absl::StrCat(method, " ", client.base_url(), path, ": HTTP ",
+                                            r->status,
+                                            " with a body that does not match the admin contract (",
+                                            s.message(), "): ", Snippet(r->body, 120)));
   }
   return r->status;
 }
@@ -302,9 +305,10 @@ int Stage(const ParsedArgs& args, const Globals& g) {
   const std::string body = MessageToJson(request);
   admin::v1::FlagsView after;
   if (absl::StatusOr<long> s = Call(**client, "POST", "/flags", &body, {200}, &after); !s.ok()) {
-    return Fail(absl::IsFailedPrecondition(s.status())
-                    ? absl::StrCat("stage '", stage, "' was not applied: ", Refused(s.status(), *token))
-                    : std::string(s.status().message()));
+    return Fail(
+        absl::IsFailedPrecondition(s.status())
+            ? absl::StrCat("stage '", stage, "' was not applied: ", Refused(s.status(), *token))
+            : std::string(s.status().message()));
   }
   std::cout << FormatStageChange(before, after) << std::flush;
   return kOk;
@@ -340,7 +344,8 @@ int Status(const ParsedArgs& args, const Globals& g) {
   if (!client.ok()) return UsageError(std::string(client.status().message()), kStatusUsage);
   admin::v1::Health health;
   // 503 is /health's answer for a server that is not ready: still a Health report.
-  absl::StatusOr<long> health_status = Call(**client, "GET", "/health", nullptr, {200, 503}, &health);
+  absl::StatusOr<long> health_status =
+      Call(**client, "GET", "/health", nullptr, {200, 503}, &health);
   if (!health_status.ok()) {
     return Fail(absl::IsFailedPrecondition(health_status.status())
                     ? absl::StrCat("GET /health failed: ", health_status.status().message())
@@ -384,18 +389,20 @@ bool WaitForStopSignal(absl::Duration d) {
 }
 
 int Monitor(const ParsedArgs& args, const Globals& g, Clock* clock) {
-  if (args.positionals.size() > 1) return UsageError("monitor: at most one argument", kMonitorUsage);
+  if (args.positionals.size() > 1)
+    return UsageError("monitor: at most one argument", kMonitorUsage);
   double seconds = 5;
-  if (!args.positionals.empty() &&
-      (!absl::SimpleAtod(args.positionals[0], &seconds) || !(seconds > 0) || !std::isfinite(seconds))) {
-    return UsageError(absl::StrCat("monitor: SECONDS must be a positive number, got '",
-                                   args.positionals[0], "'"),
-                      kMonitorUsage);
+  if (!args.positionals.empty() && (!absl::SimpleAtod(args.positionals[0], &seconds) ||
+                                    !(seconds > 0) || !std::isfinite(seconds))) {
+    return UsageError(
+        absl::StrCat("monitor: SECONDS must be a positive number, got '", args.positionals[0], "'"),
+        kMonitorUsage);
   }
   int64_t count = -1;
   if (args.Has("count") && (!absl::SimpleAtoi(args.Get("count"), &count) || count < 1)) {
-    return UsageError(absl::StrCat("--count: must be a positive integer, got '", args.Get("count"), "'"),
-                      kMonitorUsage);
+    return UsageError(
+        absl::StrCat("--count: must be a positive integer, got '", args.Get("count"), "'"),
+        kMonitorUsage);
   }
   // Block SIGINT/SIGTERM before the HTTP client can start a thread (libcurl's threaded resolver),
   // so they stay pending until WaitForStopSignal takes them: Ctrl-C ends the loop cleanly.
@@ -443,7 +450,8 @@ int Check(const ParsedArgs& args, const Globals& g) {
   options.env = ProcessEnv();
   options.cores = std::thread::hardware_concurrency();
   std::cout << "pre-deployment checks (admin " << (*client)->base_url() << ", config "
-            << (options.config_path.empty() ? "built-in defaults + environment" : options.config_path)
+            << (options.config_path.empty() ? "built-in defaults + environment"
+                                            : options.config_path)
             << ")\n";
   std::vector<CheckResult> results = RunPreDeploymentChecks(
       options, [&client](std::string_view path) { return (*client)->Get(path); });
@@ -454,11 +462,23 @@ int Check(const ParsedArgs& args, const Globals& g) {
 // ---- rerank ----
 
 const char* GrpcCodeName(grpc::StatusCode code) {
-  static constexpr const char* kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static constexpr const char* kNames[] = {"OK",
+                                           "CANCELLED",
+                                           "UNKNOWN",
+                                           "INVALID_ARGUMENT",
+                                           "DEADLINE_EXCEEDED",
+                                           "NOT_FOUND",
+                                           "ALREADY_EXISTS",
+                                           "PERMISSION_DENIED",
+                                           "RESOURCE_EXHAUSTED",
+                                           "FAILED_PRECONDITION",
+                                           "ABORTED",
+                                           "OUT_OF_RANGE",
+                                           "UNIMPLEMENTED",
+                                           "INTERNAL",
+                                           "UNAVAILABLE",
+                                           "DATA_LOSS",
+                                           "UNAUTHENTICATED"};
   const int i = static_cast<int>(code);
   return i >= 0 && i < static_cast<int>(std::size(kNames)) ? kNames[i] : "UNKNOWN_CODE";
 }
@@ -498,12 +518,13 @@ int Rerank(const ParsedArgs& args, const Globals& g) {
   if (!args.Has("query")) return UsageError("rerank: --query is required", kRerankUsage);
   absl::StatusOr<std::vector<Doc>> docs = ReadDocs(args);
   if (!docs.ok()) return UsageError(std::string(docs.status().message()), kRerankUsage);
-  if (docs->empty()) return UsageError("rerank: give at least one --doc or a --docs-file", kRerankUsage);
+  if (docs->empty())
+    return UsageError("rerank: give at least one --doc or a --docs-file", kRerankUsage);
   uint32_t top_n = 0;
   if (args.Has("top-n") && !absl::SimpleAtoi(args.Get("top-n"), &top_n)) {
-    return UsageError(absl::StrCat("--top-n: must be a non-negative integer, got '",
-                                   args.Get("top-n"), "'"),
-                      kRerankUsage);
+    return UsageError(
+        absl::StrCat("--top-n: must be a non-negative integer, got '", args.Get("top-n"), "'"),
+        kRerankUsage);
   }
   rerank::v1::RerankRequest request;
   request.set_query(args.Get("query"));
@@ -559,10 +580,12 @@ int Rerank(const ParsedArgs& args, const Globals& g) {
     return kOk;
   }
   std::cout << "model " << response.model_name() << " (version " << response.model_version()
-            << "), reranked: " << (response.reranked() ? "yes" : "NO (reranker disabled: original order)")
-            << ", cache hits: " << response.cache_hits() << ", request_id: " << response.request_id()
-            << "\n";
-  std::cout << absl::StrFormat("%4s  %10s  %5s  %-12s  %s\n", "RANK", "SCORE", "INDEX", "ID", "TEXT");
+            << "), reranked: "
+            << (response.reranked() ? "yes" : "NO (reranker disabled: original order)")
+            << ", cache hits: " << response.cache_hits()
+            << ", request_id: " << response.request_id() << "\n";
+  std::cout << absl::StrFormat("%4s  %10s  %5s  %-12s  %s\n", "RANK", "SCORE", "INDEX", "ID",
+                               "TEXT");
   for (int i = 0; i < response.results_size(); ++i) {
     const rerank::v1::RerankResult& r = response.results(i);
     std::cout << absl::StrFormat("%4d  %10.4f  %5d  %-12s  %s\n", i + 1, r.score(), r.index(),
@@ -598,7 +621,8 @@ int Main(int argc, char** argv) {
     return UsageError("missing command", kMainUsage);
   }
   auto usage = usages.find(args->command);
-  if (usage == usages.end()) return UsageError(absl::StrCat("unknown command '", args->command, "'"), kMainUsage);
+  if (usage == usages.end())
+    return UsageError(absl::StrCat("unknown command '", args->command, "'"), kMainUsage);
   if (args->help) {
     std::cout << usage->second;
     return kOk;

@@ -18,8 +18,12 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-CheckResult Pass(std::string name, std::string detail) { return {std::move(name), true, std::move(detail)}; }
-CheckResult Fail(std::string name, std::string detail) { return {std::move(name), false, std::move(detail)}; }
+CheckResult Pass(std::string name, std::string detail) {
+  return {std::move(name), true, std::move(detail)};
+}
+CheckResult Fail(std::string name, std::string detail) {
+  return {std::move(name), false, std::move(detail)};
+}
 
 CheckResult CheckModelFiles(const std::string& dir) {
   const char* kName = "model files";
@@ -35,7 +39,8 @@ CheckResult CheckModelFiles(const std::string& dir) {
     }
   }
   if (!missing.empty()) {
-    return Fail(kName, absl::StrCat(dir, ": missing or unreadable: ", absl::StrJoin(missing, ", ")));
+    return Fail(kName,
+                absl::StrCat(dir, ": missing or unreadable: ", absl::StrJoin(missing, ", ")));
   }
   return Pass(kName, absl::StrCat(dir, " has model.pt, vocab.txt, model.yaml"));
 }
@@ -63,14 +68,15 @@ CheckResult CheckWritableDir(const std::string& name, const std::string& key,
     return Fail(name, absl::StrCat(key, "=", file, ": file exists but is not readable"));
   }
   if (existing != dir) {
-    return Pass(name, absl::StrCat(dir.string(), " will be created (", existing.string(),
-                                   " is writable)"));
+    return Pass(
+        name, absl::StrCat(dir.string(), " will be created (", existing.string(), " is writable)"));
   }
   return Pass(name, absl::StrCat(dir.string(), " is writable"));
 }
 
 // The remote checks that cannot run without a /health answer: `why` is why there is none.
-std::vector<CheckResult> AddUnknownRemote(const std::string& why, std::vector<CheckResult>* results) {
+std::vector<CheckResult> AddUnknownRemote(const std::string& why,
+                                          std::vector<CheckResult>* results) {
   results->push_back(Fail("health", why));
   results->push_back(Fail("reranker enabled", "unknown: no /health answer"));
   results->push_back(Fail("stats available", "unknown: no /health answer"));
@@ -79,15 +85,17 @@ std::vector<CheckResult> AddUnknownRemote(const std::string& why, std::vector<Ch
 
 }  // namespace
 
-std::vector<CheckResult> RunPreDeploymentChecks(const CheckOptions& options, const HttpGetter& get) {
+std::vector<CheckResult> RunPreDeploymentChecks(const CheckOptions& options,
+                                                const HttpGetter& get) {
   std::vector<CheckResult> results;
   std::error_code ec;
   if (!options.config_path.empty()) {
-    if (fs::is_regular_file(options.config_path, ec) && access(options.config_path.c_str(), R_OK) == 0) {
+    if (fs::is_regular_file(options.config_path, ec) &&
+        access(options.config_path.c_str(), R_OK) == 0) {
       results.push_back(Pass("config file", options.config_path));
     } else {
-      results.push_back(Fail("config file", absl::StrCat(options.config_path,
-                                                         " does not exist or is not readable")));
+      results.push_back(Fail(
+          "config file", absl::StrCat(options.config_path, " does not exist or is not readable")));
     }
   }
   absl::StatusOr<Config> config = LoadConfig(options.config_path, options.env);
@@ -117,11 +125,10 @@ std::vector<CheckResult> RunPreDeploymentChecks(const CheckOptions& options, con
         &results);
   }
   if (absl::Status s = ParseAnswer(health->body, &h, "body"); !s.ok()) {
-    return AddUnknownRemote(
-        absl::StrCat("GET /health answered HTTP ", health->status,
-                     " with a body that does not match the admin contract (", s.message(),
-                     "): ", Snippet(health->body, 120)),
-        &results);
+    return AddUnknownRemote(absl::StrCat("GET /health answered HTTP ", health->status,
+                                         " with a body that does not match the admin contract (",
+                                         s.message(), "): ", Snippet(health->body, 120)),
+                            &results);
   }
   if (health->status == 200 && h.status() == "healthy") {
     results.push_back(Pass("health", "GET /health -> 200, status healthy"));
@@ -144,10 +151,9 @@ std::vector<CheckResult> RunPreDeploymentChecks(const CheckOptions& options, con
     results.push_back(Pass("reranker enabled", ".reranker.enabled is true"));
   } else {
     const std::string& stage = h.reranker().stage();
-    results.push_back(Fail("reranker enabled",
-                           absl::StrCat(".reranker.enabled is false (stage ",
-                                        stage.empty() ? "?" : stage,
-                                        "): requests pass through unranked")));
+    results.push_back(Fail("reranker enabled", absl::StrCat(".reranker.enabled is false (stage ",
+                                                            stage.empty() ? "?" : stage,
+                                                            "): requests pass through unranked")));
   }
   // The message parsed, so every field present has the contract's type; a field the server left
   // out would read as 0 / false, which is why presence is checked on the JSON itself.
@@ -189,7 +195,8 @@ std::vector<std::string> StatsProblems(const json& health) {
     // the parser does. A null counts as absent (the parser leaves the field unset).
     auto it = stats->find(f->name());
     if (it == stats->end() || it->is_null()) it = stats->find(f->json_name());
-    if (it == stats->end() || it->is_null()) missing.push_back(absl::StrCat(f->name(), " (missing)"));
+    if (it == stats->end() || it->is_null())
+      missing.push_back(absl::StrCat(f->name(), " (missing)"));
   }
   return missing;
 }

@@ -21,15 +21,16 @@
 namespace rerank::ctl {
 
 struct CheckResult {
-  std::string name;    // what was checked, e.g. "model files"
+  std::string name;  // what was checked, e.g. "model files"
   bool ok = false;
   std::string detail;  // what was found (ok) or why it failed
 };
 
 struct CheckOptions {
-  std::string config_path;  // empty: built-in defaults + environment, like `rerankd` without --config
-  EnvLookup env;            // environment overrides; required (ProcessEnv() in production)
-  unsigned cores = 0;       // for ValidateConfig's thread check; 0 skips it
+  // Empty: built-in defaults + environment, like `rerankd` without --config.
+  std::string config_path;
+  EnvLookup env;       // environment overrides; required (ProcessEnv() in production)
+  unsigned cores = 0;  // for ValidateConfig's thread check; 0 skips it
 };
 
 // GET `path` on the admin plane.

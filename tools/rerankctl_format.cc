@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "common/proto_json.h"
 #include "google/protobuf/descriptor.h"
@@ -48,16 +48,26 @@ std::string Duration(uint32_t seconds) {
 std::string ScalarText(const Message& m, const FieldDescriptor* f) {
   const Reflection* r = m.GetReflection();
   switch (f->cpp_type()) {
-    case FieldDescriptor::CPPTYPE_BOOL: return r->GetBool(m, f) ? "true" : "false";
-    case FieldDescriptor::CPPTYPE_INT32: return absl::StrCat(r->GetInt32(m, f));
-    case FieldDescriptor::CPPTYPE_INT64: return absl::StrCat(r->GetInt64(m, f));
-    case FieldDescriptor::CPPTYPE_UINT32: return absl::StrCat(r->GetUInt32(m, f));
-    case FieldDescriptor::CPPTYPE_UINT64: return absl::StrCat(r->GetUInt64(m, f));
-    case FieldDescriptor::CPPTYPE_DOUBLE: return absl::StrCat(r->GetDouble(m, f));
-    case FieldDescriptor::CPPTYPE_FLOAT: return absl::StrCat(r->GetFloat(m, f));
-    case FieldDescriptor::CPPTYPE_STRING: return r->GetString(m, f);
-    case FieldDescriptor::CPPTYPE_ENUM: return r->GetEnum(m, f)->name();
-    case FieldDescriptor::CPPTYPE_MESSAGE: break;
+    case FieldDescriptor::CPPTYPE_BOOL:
+      return r->GetBool(m, f) ? "true" : "false";
+    case FieldDescriptor::CPPTYPE_INT32:
+      return absl::StrCat(r->GetInt32(m, f));
+    case FieldDescriptor::CPPTYPE_INT64:
+      return absl::StrCat(r->GetInt64(m, f));
+    case FieldDescriptor::CPPTYPE_UINT32:
+      return absl::StrCat(r->GetUInt32(m, f));
+    case FieldDescriptor::CPPTYPE_UINT64:
+      return absl::StrCat(r->GetUInt64(m, f));
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+      return absl::StrCat(r->GetDouble(m, f));
+    case FieldDescriptor::CPPTYPE_FLOAT:
+      return absl::StrCat(r->GetFloat(m, f));
+    case FieldDescriptor::CPPTYPE_STRING:
+      return r->GetString(m, f);
+    case FieldDescriptor::CPPTYPE_ENUM:
+      return r->GetEnum(m, f)->name();
+    case FieldDescriptor::CPPTYPE_MESSAGE:
+      break;
   }
   return "?";
 }
@@ -134,14 +144,13 @@ std::string FormatStatus(const Health& health, const FlagsView* flags, std::stri
                   health.ready() ? "ready" : "NOT READY", ", up ",
                   Duration(health.uptime_seconds()), "\n");
   const admin::v1::Model& m = health.model();
-  std::string model = absl::StrCat(OrDash(m.name()), " version ", OrDash(m.version()), ", ",
-                                   OrDash(m.precision()));
+  std::string model =
+      absl::StrCat(OrDash(m.name()), " version ", OrDash(m.version()), ", ", OrDash(m.precision()));
   if (m.demo()) absl::StrAppend(&model, " (DEMO model: random weights, scores are meaningless)");
   absl::StrAppend(&out, "model:    ", model, "\n");
 
-  std::string stage = OrDash(flags != nullptr && !flags->stage().empty()
-                                 ? flags->stage()
-                                 : health.reranker().stage());
+  std::string stage = OrDash(
+      flags != nullptr && !flags->stage().empty() ? flags->stage() : health.reranker().stage());
   if (flags != nullptr) {
     const std::string& by = flags->updated_by();
     const std::string& at = flags->updated_at();
@@ -151,8 +160,9 @@ std::string FormatStatus(const Health& health, const FlagsView* flags, std::stri
     }
   }
   absl::StrAppend(&out, "stage:    ", stage, "\n");
-  absl::StrAppend(&out, "reranker: ",
-                  health.reranker().enabled() ? "enabled" : "DISABLED (pass-through)", "\n");
+  absl::StrAppend(&out,
+                  "reranker: ", health.reranker().enabled() ? "enabled" : "DISABLED (pass-through)",
+                  "\n");
 
   const admin::v1::Stats& s = health.reranker().stats();
   std::string traffic = "-";
@@ -197,8 +207,7 @@ std::string FormatReload(const admin::v1::ReloadResponse& reload) {
 std::string DescribeHttpError(long status, const std::string& body) {
   std::string message;
   admin::v1::Error error;
-  if (ParseAnswer(body, &error, "error body").ok() &&
-      !error.error().empty()) {
+  if (ParseAnswer(body, &error, "error body").ok() && !error.error().empty()) {
     message = error.error();
   } else {
     message = Snippet(body, 200);
@@ -211,9 +220,10 @@ std::string DescribeHttpError(long status, const std::string& body) {
                     "admin.token_file, default admin.token next to the flags file, e.g. "
                     "data/admin.token) or --token TOKEN, or set RERANKER_ADMIN_TOKEN");
   } else if (status == 403) {
-    absl::StrAppend(&out, "\nhint: the server has no admin.token configured, so state-changing "
-                          "calls are disabled; set admin.token in its config (or "
-                          "RERANKER_ADMIN_TOKEN in its environment) and restart it");
+    absl::StrAppend(&out,
+                    "\nhint: the server has no admin.token configured, so state-changing "
+                    "calls are disabled; set admin.token in its config (or "
+                    "RERANKER_ADMIN_TOKEN in its environment) and restart it");
   }
   return out;
 }

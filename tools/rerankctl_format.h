@@ -33,7 +33,8 @@ std::vector<std::pair<std::string, std::string>> FlattenFlags(const admin::v1::F
 // `rerankctl stage` output from the GET /flags answer before the change and the POST /flags answer
 // after it: "stage: A -> B (by X at T)" then every effective flag, changed ones marked with their
 // old value.
-std::string FormatStageChange(const admin::v1::FlagsView& before, const admin::v1::FlagsView& after);
+std::string FormatStageChange(const admin::v1::FlagsView& before,
+                              const admin::v1::FlagsView& after);
 
 // `rerankctl status` summary from /health (either status code) and GET /flags (nullptr when that
 // call failed).

@@ -72,9 +72,10 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
     // The token travels in an HTTP header: printable, no spaces. Say what is wrong, never what
     // the token is.
     if (u <= 0x20 || u == 0x7f) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "'", path, "' is not an admin token file: the token must be one word of printable "
-                     "characters"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("'", path,
+                       "' is not an admin token file: the token must be one word of printable "
+                       "characters"));
     }
   }
   return token;
@@ -99,9 +100,8 @@ absl::StatusOr<AdminToken> ResolveAdminToken(const TokenSources& s) {
   }
   const absl::StatusOr<Config> config = LoadConfig(s.config_path, s.env);
   if (!config.ok() && !s.config_path.empty()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot find the admin token: --config ", s.config_path, ": ",
-                     config.status().message()));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot find the admin token: --config ", s.config_path, ": ", config.status().message()));
   }
   // A configured token is the one rerankd uses (it generates none then).
   if (config.ok() && !config->admin.token.empty()) {
@@ -134,8 +134,8 @@ absl::StatusOr<AdminToken> ResolveAdminToken(const TokenSources& s) {
                            std::filesystem::current_path(ec).string(),
                            "; run where rerankd runs, or pass --token-file)");
     }
-    return AdminToken{"", absl::StrCat("no token: the default token file ", path,
-                                       " does not exist", where)};
+    return AdminToken{
+        "", absl::StrCat("no token: the default token file ", path, " does not exist", where)};
   }
   return absl::Status(token.status().code(),
                       absl::StrCat("admin token file: ", token.status().message()));
