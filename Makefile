@@ -34,7 +34,7 @@ demo-model: deps
 # Builds, then runs rerankd in the foreground on the embedded default config (or CONFIG=path).
 run: build demo-model
 	@mkdir -p data
-	OPENBLAS_NUM_THREADS=1 exec $(BUILD)/server/rerankd $(if $(CONFIG),--config $(CONFIG),)
+	OPENBLAS_NUM_THREADS=1 exec $(BUILD)/app/rerankd $(if $(CONFIG),--config $(CONFIG),)
 
 test: build
 	@cd $(BUILD) && ctest --output-on-failure --timeout 900 -j 2 $(CTEST_ARGS)

@@ -3,8 +3,10 @@
 #   ./deploy/deploy_reranker.sh cache-10            # next rollout step
 #   ./deploy/deploy_reranker.sh rollback            # optional features off, reranker stays on
 #   ./deploy/deploy_reranker.sh disabled            # reranker off: original order passes through
-# Extra arguments go to rerankctl (e.g. --actor alice, --admin URL, --token T). The admin token
-# comes from --token or RERANKER_ADMIN_TOKEN; the admin URL from --admin or RERANKER_ADMIN_URL.
+# Extra arguments go to rerankctl (e.g. --actor alice, --admin URL, --token-file PATH, --config
+# PATH). On the server's host no token flag is needed: a rerankd without admin.token writes a
+# generated one to its admin.token_file (data/admin.token under `make run`), and rerankctl, run in
+# rerankd's working directory (see rerankctl_lib.sh), reads it from there.
 set -euo pipefail
 
 # Keep in sync with StageNames() in common/feature_flags.cc (tests/rerankctl_e2e_test.py checks
@@ -13,7 +15,8 @@ STAGES=(feature-flags cache-10 cache-50 cache-100 full rollback disabled)
 
 usage() {
   cat <<USAGE
-Usage: $(basename "$0") <stage> [--actor NAME] [rerankctl global flags]
+Usage: $(basename "$0") <stage> [--actor NAME] [--token-file PATH] [--config PATH]
+                          [rerankctl global flags]
 
 Sets the rollout stage with 'rerankctl stage <stage>' (prints old -> new stage and the effective
 flags), then prints 'rerankctl status'. Stages, in rollout order:
@@ -24,7 +27,15 @@ flags), then prints 'rerankctl status'. Stages, in rollout order:
   full           cache 100%, batch, audit and overfetch (20 candidates -> top 5) on
   rollback       back to the plain reranker: cache, batch and overfetch off
   disabled       reranker off: requests return their original order (full rollback)
-Environment: RERANKER_ADMIN_URL, RERANKER_ADMIN_TOKEN, RERANKCTL (binary path).
+The admin token, first found: --token-file PATH, --token T, RERANKER_ADMIN_TOKEN, admin.token in
+--config, RERANKER_ADMIN_TOKEN_FILE, then the token file rerankd generates when it has no
+admin.token (admin.token_file, default admin.token next to its flags file: data/admin.token for
+'make run'), located from --config and the RERANKER_* environment as rerankd locates it.
+rerankctl runs in rerankd's working directory, RERANKD_WORKDIR (default: the repository root,
+where 'make run' runs it), so relative paths in the config resolve as rerankd's do; --config and
+--token-file paths are relative to the current directory.
+Environment: RERANKER_ADMIN_URL, RERANKER_ADMIN_TOKEN, RERANKER_ADMIN_TOKEN_FILE, RERANKD_WORKDIR,
+RERANKCTL (binary path).
 Exit status: 0 applied; 1 the server refused or is unreachable; 2 usage error.
 USAGE
 }
@@ -77,9 +88,11 @@ done
 # shellcheck source=deploy/rerankctl_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/rerankctl_lib.sh"
 RERANKCTL_BIN="$(find_rerankctl)"
+enter_rerankd_workdir ${common_args[@]+"${common_args[@]}"}
 
 echo "== rerankctl stage $stage"
-"$RERANKCTL_BIN" stage "$stage" ${stage_args[@]+"${stage_args[@]}"} ${common_args[@]+"${common_args[@]}"}
+"$RERANKCTL_BIN" stage "$stage" ${stage_args[@]+"${stage_args[@]}"} \
+  ${RERANKCTL_ARGS[@]+"${RERANKCTL_ARGS[@]}"}
 echo
 echo "== rerankctl status"
-"$RERANKCTL_BIN" status ${common_args[@]+"${common_args[@]}"}
+"$RERANKCTL_BIN" status ${RERANKCTL_ARGS[@]+"${RERANKCTL_ARGS[@]}"}

@@ -1,17 +1,20 @@
 #!/usr/bin/python3
-"""End to end: a real rerankd subprocess (tiny test model, admin plane on free ports, admin token
-set) driven by rerankctl and the deploy/*.sh scripts, checking that what they print is what the
-server did (GET /flags, /health, the flags file, the audit log).
+"""End to end: a real rerankd subprocess (tiny test model, admin plane on free ports) driven by
+rerankctl and the deploy/*.sh scripts, checking that what they print is what the server did
+(GET /flags, /health, the flags file, the audit log).
 
-The steps share one server and run in name order (test_01_..., test_02_...): later steps depend on
-the state earlier ones leave (stages, errors in the stats window), and the last one stops the
-server to check `rerankctl check` against a stopped server.
+RerankctlE2ETest runs a server with an admin token configured. Its steps share one server and run
+in name order (test_01_..., test_02_...): later steps depend on the state earlier ones leave
+(stages, errors in the stats window), and the last one stops the server to check `rerankctl check`
+against a stopped server. RerankctlGeneratedTokenE2ETest runs one with no admin token configured,
+as `make run` does: the deployment guide's rollout must work with no token flag on that host.
 """
 import json
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -24,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from rerankctl_testlib import (BUILD_DIR, RERANKD, STAGES, clean_env,  # noqa: E402
                                describe, free_port, rerankctl, script)
 
-TOKEN = "e2e-secret-token"
+TOKEN = "e2e-secret-token"  # the 16-byte minimum
 DOCS = ["Berlin had a population of 3,520,031 registered inhabitants.",
         "Berlin is well known for its museums.",
         "The Eiffel Tower is in Paris."]
@@ -45,9 +48,12 @@ def http(method, url, body=None, token=None):
         return e.code, json.loads(e.read() or b"null")
 
 
-class RerankctlE2ETest(unittest.TestCase):
+class RerankdProcess:
+    """Class-level setup shared by the test classes: writes a config into a temp dir and starts
+    rerankd on it (cwd: the temp dir), waiting for readiness."""
+
     @classmethod
-    def setUpClass(cls):
+    def start_rerankd(cls, admin_token):
         model_dir = os.path.join(BUILD_DIR, "testdata", "tiny_model")
         if not os.path.isfile(os.path.join(model_dir, "model.yaml")):
             raise AssertionError("no tiny model at %s (build target test_models)" % model_dir)
@@ -65,7 +71,8 @@ class RerankctlE2ETest(unittest.TestCase):
                 "audit:", "  path: %s" % cls.audit_path,
                 "flags:", "  path: %s" % cls.flags_path, "  poll_interval_ms: 200",
                 "admin:", "  http_listen: 127.0.0.1:%d" % cls.http_port,
-                "  grpc_listen: 127.0.0.1:%d" % cls.admin_grpc_port, "  token: %s" % TOKEN, ""]))
+                "  grpc_listen: 127.0.0.1:%d" % cls.admin_grpc_port] +
+                (["  token: %s" % admin_token] if admin_token else []) + [""]))
         cls.admin = "http://127.0.0.1:%d" % cls.http_port
         cls.target = "127.0.0.1:%d" % cls.grpc_port
         cls.log_path = os.path.join(cls.tmp, "rerankd.log")
@@ -90,8 +97,6 @@ class RerankctlE2ETest(unittest.TestCase):
                 cls.tearDownClass()
                 raise AssertionError("rerankd not ready after 120 s:\n" + log)
             time.sleep(0.2)
-        cls.env = clean_env(RERANKER_ADMIN_URL=cls.admin, RERANKER_GRPC_TARGET=cls.target,
-                            RERANKER_ADMIN_TOKEN=TOKEN)
 
     @classmethod
     def server_log(cls):
@@ -115,11 +120,6 @@ class RerankctlE2ETest(unittest.TestCase):
         cls.log.close()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def flags(self):
-        status, body = http("GET", self.admin + "/flags")
-        self.assertEqual(status, 200, body)
-        return body
-
     def audit_events(self, event_type, where=lambda e: True):
         """Audit events of `event_type` matching `where`; waits up to 10 s for a first one, since
         the audit writer appends in the background."""
@@ -133,6 +133,19 @@ class RerankctlE2ETest(unittest.TestCase):
             if found or time.monotonic() > deadline:
                 return found
             time.sleep(0.1)
+
+
+class RerankctlE2ETest(RerankdProcess, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.start_rerankd(admin_token=TOKEN)
+        cls.env = clean_env(RERANKER_ADMIN_URL=cls.admin, RERANKER_GRPC_TARGET=cls.target,
+                            RERANKER_ADMIN_TOKEN=TOKEN)
+
+    def flags(self):
+        status, body = http("GET", self.admin + "/flags")
+        self.assertEqual(status, 200, body)
+        return body
 
     # ---- steps ----
 
@@ -225,10 +238,12 @@ class RerankctlE2ETest(unittest.TestCase):
         p = rerankctl("stage", "full", "--token", "not-the-token", env=self.env)
         self.assertEqual(p.returncode, 1, describe(p))
         self.assertIn("HTTP 401", p.stderr)
-        env = clean_env(RERANKER_ADMIN_URL=self.admin)  # no token
+        # No token: a configured admin.token means rerankd generated no token file either.
+        env = clean_env(RERANKER_ADMIN_URL=self.admin, RERANKER_FLAGS_FILE=self.flags_path)
         p = script("deploy_reranker.sh", "full", env=env)
         self.assertEqual(p.returncode, 1, describe(p))
         self.assertIn("HTTP 401", p.stderr)
+        self.assertIn("does not exist", p.stderr)
         p = rerankctl("stage", "cache-75", env=self.env)
         self.assertEqual(p.returncode, 1, describe(p))
         self.assertIn("HTTP 400", p.stderr)
@@ -294,6 +309,71 @@ class RerankctlE2ETest(unittest.TestCase):
         self.assertIn("3 of 8 checks failed", p.stdout)
         p = rerankctl("status", env=self.env)
         self.assertEqual(p.returncode, 1, describe(p))
+
+
+class RerankctlGeneratedTokenE2ETest(RerankdProcess, unittest.TestCase):
+    """rerankd with no admin token configured generates one into data/admin.token next to its
+    flags file; the deploy scripts, given the config or environment that locates that flags file
+    (as an operator on the host has them), find it without any token flag."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.start_rerankd(admin_token=None)
+        cls.token_file = os.path.join(cls.data, "admin.token")
+
+    def stage(self):
+        status, body = http("GET", self.admin + "/health")
+        self.assertEqual(status, 200, body)
+        return body["reranker"]["stage"]
+
+    def test_1_generated_token_file_is_private(self):
+        st = os.stat(self.token_file)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+        with open(self.token_file) as f:
+            self.assertRegex(f.read(), r"^[0-9a-f]{64}\n$")
+        self.assertIn(self.token_file, self.server_log())  # the path is logged...
+        with open(self.token_file) as f:
+            self.assertNotIn(f.read().strip(), self.server_log())  # ...never the token
+
+    def test_2_deploy_with_the_servers_config_and_no_token_flag(self):
+        with open(self.token_file) as f:
+            token = f.read().strip()
+        env = clean_env(RERANKER_ADMIN_URL=self.admin)  # no RERANKER_ADMIN_TOKEN
+        p = script("deploy_reranker.sh", "cache-10", "--config", self.config, env=env)
+        self.assertEqual(p.returncode, 0, describe(p) + self.server_log())
+        self.assertIn("stage: feature-flags -> cache-10", p.stdout)
+        self.assertIn("stage:    cache-10", p.stdout)  # the status part
+        self.assertNotIn(token, p.stdout + p.stderr)
+        self.assertEqual(self.stage(), "cache-10")
+
+    def test_3_deploy_with_the_servers_environment(self):
+        # RERANKER_FLAGS_FILE as rerankd's environment would have it: absolute, or relative to
+        # rerankd's working directory (RERANKD_WORKDIR; `make run`'s is the repository root).
+        for env, stage in ((clean_env(RERANKER_ADMIN_URL=self.admin,
+                                      RERANKER_FLAGS_FILE=self.flags_path), "cache-50"),
+                           (clean_env(RERANKER_ADMIN_URL=self.admin,
+                                      RERANKER_FLAGS_FILE="data/flags.yaml",
+                                      RERANKD_WORKDIR=self.tmp), "cache-100")):
+            p = script("deploy_reranker.sh", stage, env=env)
+            self.assertEqual(p.returncode, 0, describe(p))
+            self.assertEqual(self.stage(), stage)
+
+    def test_4_callers_without_the_token_are_still_refused(self):
+        before = self.stage()
+        for token in (None, "not-the-generated-token"):
+            status, body = http("POST", self.admin + "/flags", {"stage": "full"}, token=token)
+            self.assertEqual(status, 401, body)
+        status, body = http("POST", self.admin + "/reload", {}, token=None)
+        self.assertEqual(status, 401, body)
+        self.assertEqual(self.stage(), before)
+
+    def test_5_token_file_flag_and_reload(self):
+        env = clean_env(RERANKER_ADMIN_URL=self.admin)
+        p = rerankctl("reload", "--token-file", self.token_file, "--actor", "e2e", env=env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertIn("reloaded: the flags file is unchanged (stage %s)" % self.stage(), p.stdout)
+        reloads = self.audit_events("config_reload", lambda e: e.get("actor") == "e2e")
+        self.assertTrue(reloads)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
-"""rerankctl and the deploy/*.sh scripts against a fake admin HTTP server that serves the admin API
-contract's JSON. It pins the client side deterministically (error codes, token handling, missing
-stats fields, request bodies) without a model; tests/rerankctl_e2e_test.py runs the same commands
-against a real rerankd.
+"""rerankctl and the deploy/*.sh scripts against a fake admin HTTP server that answers in the admin
+contract's shape (proto/rerank/admin/v1/admin.proto rendered with protobuf's JSON mapping: every
+field present, figures as JSON numbers). It pins the client side deterministically (error codes,
+token lookup, missing stats fields, fields a newer server adds, request bodies) without a model;
+tests/rerankctl_e2e_test.py runs the same commands against a real rerankd.
 """
 import copy
 import json
@@ -10,6 +11,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -18,8 +20,10 @@ import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from rerankctl_testlib import (RERANKCTL, STAGES, clean_env, describe,  # noqa: E402
-                              free_port, rerankctl, script)
+from rerankctl_testlib import (RERANKCTL, SOURCE_DIR, STAGES, clean_env,  # noqa: E402
+                              describe, free_port, rerankctl, script)
+
+TOKEN = "fake-admin-token-0123"
 
 BASE_FLAGS = {
     "stage": "feature-flags",
@@ -53,9 +57,9 @@ def apply_stage(flags, name):
 
 
 class FakeAdmin:
-    """A threaded HTTP server implementing GET /health /ready /flags and POST /flags."""
+    """A threaded HTTP server implementing GET /health /ready /flags and POST /flags /reload."""
 
-    def __init__(self, token="fake-admin-token-0123"):
+    def __init__(self, token=TOKEN):
         self.token = token
         self.lock = threading.Lock()
         self.flags = copy.deepcopy(BASE_FLAGS)
@@ -64,7 +68,10 @@ class FakeAdmin:
         self.total = 100
         self.ready = True
         self.drop_stats_field = None
-        self.posts = []  # (headers dict, parsed body)
+        self.health_extra = {}  # merged into /health's top level (a newer server's fields)
+        self.stats_override = {}  # merged into .reranker.stats (e.g. a mistyped figure)
+        self.reload_error = ""
+        self.posts = []  # (path, headers dict, parsed body)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -86,7 +93,8 @@ class FakeAdmin:
                         self.send_json(200 if fake.ready else 503, fake.health())
                     elif self.path == "/ready":
                         self.send_json(200 if fake.ready else 503,
-                                       {"ready": fake.ready, "reason": "model warming up"})
+                                       {"ready": fake.ready,
+                                        "reason": "" if fake.ready else "model warming up"})
                     elif self.path == "/flags":
                         self.send_json(200, fake.flags_body())
                     else:
@@ -101,14 +109,21 @@ class FakeAdmin:
                     except ValueError:
                         self.send_json(400, {"error": "body is not JSON"})
                         return
-                    fake.posts.append((dict(self.headers), body))
-                    if self.path != "/flags":
+                    fake.posts.append((self.path, dict(self.headers), body))
+                    # The real server parses bodies strictly into the contract's request messages.
+                    allowed = {"/flags": {"stage", "flags", "actor"}, "/reload": {"actor"}}
+                    if self.path not in allowed:
                         self.send_json(404, {"error": "not found"})
                     elif not fake.token:
                         self.send_json(403, {"error": "admin.token is not configured; "
                                                       "state-changing admin calls are disabled"})
                     elif self.headers.get("Authorization") != "Bearer " + fake.token:
                         self.send_json(401, {"error": "missing or wrong admin token"})
+                    elif not isinstance(body, dict) or set(body) - allowed[self.path]:
+                        self.send_json(400, {"error": "request body: unknown key"})
+                    elif self.path == "/reload":
+                        self.send_json(200, {"reloaded": not fake.reload_error,
+                                             "flags": fake.flags, "error": fake.reload_error})
                     elif body.get("stage") not in STAGES:
                         self.send_json(400, {"error": "unknown stage '%s'; valid stages: %s" %
                                                       (body.get("stage"), ", ".join(STAGES))})
@@ -140,22 +155,31 @@ class FakeAdmin:
                  "cache_enabled": self.flags["cache"]["enabled"], "cache_size": 3,
                  "cache_max_size": 1000, "target_latency_ms": 50, "error_rate_percent": 1.5,
                  "window_seconds": 300, "requests_in_window": 40}
+        stats.update(self.stats_override)
         if self.drop_stats_field:
             del stats[self.drop_stats_field]
-        return {"status": "healthy" if self.ready else "unhealthy", "ready": self.ready,
-                "uptime_seconds": 65,
-                "model": {"name": "fake_model", "version": "0123456789ab", "precision": "fp32",
-                          "demo": False},
-                "reranker": {"enabled": self.flags["reranker"]["enabled"],
-                             "stage": self.flags["stage"], "stats": stats},
-                "flags": self.flags}
+        health = {"status": "healthy" if self.ready else "unhealthy", "ready": self.ready,
+                  "uptime_seconds": 65,
+                  "model": {"name": "fake_model", "version": "0123456789ab", "precision": "fp32",
+                            "demo": False},
+                  "reranker": {"enabled": self.flags["reranker"]["enabled"],
+                               "stage": self.flags["stage"], "stats": stats},
+                  "flags": self.flags}
+        health.update(self.health_extra)
+        return health
 
 
 class RerankctlFakeAdminTest(unittest.TestCase):
     def setUp(self):
         self.fake = FakeAdmin()
         self.tmp = tempfile.mkdtemp(prefix="rerankctl_fake_")
-        self.env = clean_env(RERANKER_ADMIN_URL=self.fake.url, RERANKER_ADMIN_TOKEN="fake-admin-token-0123")
+        # rerankd's flags file, and so the default admin token file (data/admin.token next to it),
+        # in the temp dir: hermetic, whatever data/ the repository holds.
+        self.token_file = os.path.join(self.tmp, "data", "admin.token")
+        self.no_token_env = clean_env(RERANKER_ADMIN_URL=self.fake.url,
+                                      RERANKER_FLAGS_FILE=os.path.join(self.tmp, "data",
+                                                                       "flags.yaml"))
+        self.env = dict(self.no_token_env, RERANKER_ADMIN_TOKEN=TOKEN)
 
     def tearDown(self):
         self.fake.stop()
@@ -171,21 +195,76 @@ class RerankctlFakeAdminTest(unittest.TestCase):
         self.assertRegex(p.stdout, r"cache\.traffic_percent\s+50\s+\(was 0\)")
         self.assertRegex(p.stdout, r"cache\.enabled\s+true\s+\(was false\)")
         self.assertEqual(self.fake.flags["stage"], "cache-50")
-        headers, body = self.fake.posts[-1]
+        path, headers, body = self.fake.posts[-1]
         self.assertEqual(body, {"stage": "cache-50", "actor": "alice"})
-        self.assertEqual(headers.get("Authorization"), "Bearer fake-admin-token-0123")
+        self.assertEqual(headers.get("Authorization"), "Bearer " + TOKEN)
+        self.assertNotIn(TOKEN, p.stdout + p.stderr)
 
     def test_stage_token_flag_overrides_env_and_wrong_token_fails(self):
         p = rerankctl("stage", "full", "--token", "wrong", env=self.env)
         self.assertEqual(p.returncode, 1, describe(p))
         self.assertIn("HTTP 401", p.stderr)
         self.assertIn("--token", p.stderr)
+        self.assertIn("admin token: --token", p.stderr)  # which token was sent, not the token
+        self.assertNotIn("wrong", p.stderr.replace("missing or wrong", ""))
         self.assertEqual(self.fake.flags["stage"], "feature-flags")
-        env = clean_env(RERANKER_ADMIN_URL=self.fake.url)  # no token at all
-        p = rerankctl("stage", "full", env=env)
+        p = rerankctl("stage", "full", env=self.no_token_env)  # no token anywhere
         self.assertEqual(p.returncode, 1, describe(p))
         self.assertIn("HTTP 401", p.stderr)
-        self.assertNotIn("Authorization", self.fake.posts[-1][0])
+        self.assertIn("--token-file", p.stderr)  # the hint
+        self.assertIn("admin token: no token: the default token file %s does not exist"
+                      % self.token_file, p.stderr)
+        self.assertNotIn("Authorization", self.fake.posts[-1][1])
+
+    # ---- admin token sources ----
+
+    def write_token(self, path, text):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o600)
+        return path
+
+    def test_token_from_the_default_file_rerankd_generates(self):
+        self.write_token(self.token_file, TOKEN + "\n")
+        p = rerankctl("stage", "cache-10", env=self.no_token_env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertEqual(self.fake.posts[-1][1].get("Authorization"), "Bearer " + TOKEN)
+        self.assertNotIn(TOKEN, p.stdout + p.stderr)
+        # The same file found through a config file naming the flags file, as rerankd finds it.
+        config = os.path.join(self.tmp, "rerankd.yaml")
+        with open(config, "w") as f:
+            f.write("flags:\n  path: %s/data/flags.yaml\n" % self.tmp)
+        env = clean_env(RERANKER_ADMIN_URL=self.fake.url)
+        p = rerankctl("stage", "cache-50", "--config", config, env=env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertEqual(self.fake.flags["stage"], "cache-50")
+
+    def test_token_file_flag_wins_and_bad_files_are_named(self):
+        good = self.write_token(os.path.join(self.tmp, "my.token"), TOKEN + "\n")
+        env = dict(self.no_token_env, RERANKER_ADMIN_TOKEN="env-token-that-is-wrong")
+        p = rerankctl("stage", "full", "--token-file", good, env=env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertEqual(self.fake.posts[-1][1].get("Authorization"), "Bearer " + TOKEN)
+        posts = len(self.fake.posts)
+        missing = os.path.join(self.tmp, "nope.token")
+        p = rerankctl("stage", "full", "--token-file", missing, env=env)
+        self.assertEqual(p.returncode, 1, describe(p))
+        self.assertIn("--token-file: '%s' does not exist" % missing, p.stderr)
+        empty = self.write_token(os.path.join(self.tmp, "empty.token"), "\n")
+        p = rerankctl("stage", "full", "--token-file", empty, env=env)
+        self.assertEqual(p.returncode, 1, describe(p))
+        self.assertIn("'%s' is empty" % empty, p.stderr)
+        # The default file too: present but empty is an error, not a silent "no token".
+        self.write_token(self.token_file, "")
+        p = rerankctl("stage", "full", env=self.no_token_env)
+        self.assertEqual(p.returncode, 1, describe(p))
+        self.assertIn(self.token_file, p.stderr)
+        p = rerankctl("stage", "full", "--token-file=", env=env)
+        self.assertEqual(p.returncode, 2, describe(p))
+        self.assertEqual(len(self.fake.posts), posts)  # nothing was sent
+        p = rerankctl("--help", env=env)
+        self.assertIn("--token-file PATH", p.stdout)
 
     def test_stage_on_server_without_token_explains_403(self):
         self.fake.token = ""
@@ -203,6 +282,36 @@ class RerankctlFakeAdminTest(unittest.TestCase):
 
     # ---- status ----
 
+    def test_reload(self):
+        p = rerankctl("reload", "--actor", "carol", env=self.env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertIn("reloaded: the flags file had changed; applied (stage feature-flags)",
+                      p.stdout)
+        self.assertEqual(self.fake.posts[-1][0], "/reload")
+        self.assertEqual(self.fake.posts[-1][2], {"actor": "carol"})
+        self.fake.reload_error = "data/flags.yaml: stage: unknown stage 'x'"
+        p = rerankctl("reload", env=self.env)
+        self.assertEqual(p.returncode, 1, describe(p))
+        self.assertIn("flags file error: data/flags.yaml: stage: unknown stage 'x'", p.stdout)
+        p = rerankctl("reload", "--token", "wrong-token-0123456", env=self.env)
+        self.assertEqual(p.returncode, 1, describe(p))
+        self.assertIn("reload failed: HTTP 401", p.stderr)
+
+    def test_newer_server_fields_are_ignored_and_mistyped_ones_named(self):
+        self.fake.health_extra = {"build": {"commit": "abc"}, "replicas": 3}
+        self.fake.stats_override = {"p999_latency_ms": 20.5}
+        p = rerankctl("status", env=self.env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertIn("avg 4.50 ms", p.stdout)
+        p = rerankctl("monitor", "0.1", "--count", "1", env=self.env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertNotIn("  ERROR ", p.stdout)
+        self.fake.stats_override = {"cache_size": "three"}
+        p = rerankctl("status", env=self.env)
+        self.assertEqual(p.returncode, 1, describe(p))
+        self.assertIn("does not match the admin contract", p.stderr)
+        self.assertIn("reranker.stats.cache_size", p.stderr)
+
     def test_status_summary_and_json(self):
         p = rerankctl("status", env=self.env)
         self.assertEqual(p.returncode, 0, describe(p))
@@ -216,7 +325,8 @@ class RerankctlFakeAdminTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, describe(p))
         doc = json.loads(p.stdout)
         self.assertEqual(doc["flags"]["stages"], STAGES)
-        self.assertIn("p99_latency_ms", doc["health"]["reranker"]["stats"])
+        self.assertEqual(doc["health"]["reranker"]["stats"]["p99_latency_ms"], 12.0)
+        self.assertEqual(doc["health"]["reranker"]["stats"]["cache_max_size"], 1000)
 
     def test_status_not_ready_exits_1_and_unreachable_fails(self):
         self.fake.ready = False
@@ -324,6 +434,47 @@ class RerankctlFakeAdminTest(unittest.TestCase):
         self.assertEqual(p.returncode, 1, describe(p))
         self.assertIn("HTTP 401", p.stderr)
         self.assertNotIn("== rerankctl status", p.stdout)  # set -e stops after the failure
+
+    def test_deploy_script_token_file_relative_to_the_callers_directory(self):
+        self.write_token(os.path.join(self.tmp, "ops", "my.token"), TOKEN + "\n")
+        p = script("deploy_reranker.sh", "cache-100", "--token-file", "ops/my.token",
+                   env=self.no_token_env, cwd=self.tmp)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertEqual(self.fake.flags["stage"], "cache-100")
+
+    def test_deploy_script_finds_the_token_in_rerankd_workdir(self):
+        # rerankd's flags file given relative to its working directory, as in its environment:
+        # the script runs rerankctl there, so the generated token file is found.
+        workdir = os.path.join(self.tmp, "srv")
+        self.write_token(os.path.join(workdir, "state", "admin.token"), TOKEN + "\n")
+        env = dict(self.no_token_env, RERANKER_FLAGS_FILE="state/flags.yaml",
+                   RERANKD_WORKDIR=workdir)
+        p = script("deploy_reranker.sh", "cache-50", env=env)
+        self.assertEqual(p.returncode, 0, describe(p))
+        self.assertEqual(self.fake.flags["stage"], "cache-50")
+        p = script("deploy_reranker.sh", "cache-50",
+                   env=dict(env, RERANKD_WORKDIR=os.path.join(self.tmp, "nope")))
+        self.assertEqual(p.returncode, 2, describe(p))
+        self.assertIn("RERANKD_WORKDIR", p.stderr)
+
+    def test_scripts_run_rerankctl_in_the_repository_root_with_absolute_paths(self):
+        # A stand-in rerankctl that prints where it runs and what it got.
+        fake_ctl = os.path.join(self.tmp, "bin", "fake-rerankctl")
+        os.makedirs(os.path.dirname(fake_ctl))
+        with open(fake_ctl, "w") as f:
+            f.write('#!/bin/sh\necho "cwd=$PWD"\nfor a in "$@"; do echo "arg=$a"; done\n')
+        os.chmod(fake_ctl, os.stat(fake_ctl).st_mode | stat.S_IXUSR)
+        env = dict(self.env, RERANKCTL="bin/fake-rerankctl")  # relative to the caller too
+        for name, args in (("check_deployment.sh", []), ("monitor_reranker.sh", ["1"]),
+                           ("deploy_reranker.sh", ["cache-10"])):
+            p = script(name, *args, "--config", "conf/r.yaml", "--token-file=t.token",
+                       "--admin", "http://h:1", env=env, cwd=self.tmp)
+            self.assertEqual(p.returncode, 0, describe(p))
+            cwd = re.search(r"^cwd=(.*)$", p.stdout, re.M).group(1)
+            self.assertEqual(os.path.realpath(cwd), os.path.realpath(SOURCE_DIR), name)
+            self.assertIn("arg=%s/conf/r.yaml\n" % self.tmp, p.stdout, name)
+            self.assertIn("arg=--token-file=%s/t.token\n" % self.tmp, p.stdout, name)
+            self.assertIn("arg=http://h:1\n", p.stdout, name)
 
     def test_monitor_script(self):
         p = script("monitor_reranker.sh", "0.1", "--count", "2", env=self.env)

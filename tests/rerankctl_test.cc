@@ -1,8 +1,9 @@
-// Unit tests of rerankctl's parsing, formatting and pre-deployment checks (no server: /health
-// answers come from a lambda). The end-to-end behaviour against a real rerankd is covered by
-// tests/rerankctl_e2e_test.py.
+// Unit tests of rerankctl's parsing, formatting, admin token lookup and pre-deployment checks (no
+// server: /health answers come from a lambda). The end-to-end behaviour against a real rerankd is
+// covered by tests/rerankctl_e2e_test.py.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -16,10 +17,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "rerank/admin/v1/admin.pb.h"
 #include "tools/rerankctl_args.h"
 #include "tools/rerankctl_check.h"
 #include "tools/rerankctl_format.h"
 #include "tools/rerankctl_http.h"
+#include "tools/rerankctl_token.h"
 
 namespace rerank::ctl {
 namespace {
@@ -47,6 +50,17 @@ json HealthyBody() {
   })");
 }
 
+// `body` parsed into its contract message, as rerankctl parses the server's answers.
+template <typename M>
+M Parse(const json& body) {
+  M m;
+  const absl::Status s = ParseAnswer(body.dump(), &m, "test body");
+  EXPECT_TRUE(s.ok()) << s;
+  return m;
+}
+
+admin::v1::Health Healthy() { return Parse<admin::v1::Health>(HealthyBody()); }
+
 json FlagsBody(const std::string& stage, bool cache_enabled, int percent) {
   return json{{"stage", stage},
               {"updated_by", "alice"},
@@ -60,17 +74,23 @@ json FlagsBody(const std::string& stage, bool cache_enabled, int percent) {
 
 const std::map<std::string, std::vector<FlagSpec>>& TestCommands() {
   static const auto* const commands = new std::map<std::string, std::vector<FlagSpec>>{
-      {"rerank", {{"doc", FlagKind::kRepeated}, {"top-n", FlagKind::kValue}, {"json", FlagKind::kBool}}},
+      {"rerank",
+       {{"doc", FlagKind::kRepeated}, {"top-n", FlagKind::kValue}, {"json", FlagKind::kBool}}},
       {"stage", {{"actor", FlagKind::kValue}}},
   };
   return *commands;
 }
 
+admin::v1::FlagsView FlagsView(const std::string& stage, bool cache_enabled, int percent) {
+  return Parse<admin::v1::FlagsView>(FlagsBody(stage, cache_enabled, percent));
+}
+
 // ---- args ----
 
 TEST(RerankctlArgsTest, GlobalFlagsBeforeAndAfterTheCommand) {
-  absl::StatusOr<ParsedArgs> a = ParseArgs(
-      {"--admin", "http://h:1", "stage", "cache-10", "--token=t", "--actor", "bob"}, TestCommands());
+  absl::StatusOr<ParsedArgs> a =
+      ParseArgs({"--admin", "http://h:1", "stage", "cache-10", "--token=t", "--actor", "bob"},
+                TestCommands());
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->command, "stage");
   EXPECT_THAT(a->positionals, ElementsAre("cache-10"));
@@ -98,8 +118,8 @@ TEST(RerankctlArgsTest, UnknownFlagIsAnErrorNamingIt) {
   EXPECT_THAT(std::string(a.status().message()), HasSubstr("--acter"));
   // A command's flag is not accepted by another command.
   EXPECT_FALSE(ParseArgs({"stage", "full", "--json"}, TestCommands()).ok());
-  EXPECT_FALSE(ParseArgs({"rerank", "--top-n"}, TestCommands()).ok());       // missing value
-  EXPECT_FALSE(ParseArgs({"rerank", "--json=yes"}, TestCommands()).ok());    // bool with a value
+  EXPECT_FALSE(ParseArgs({"rerank", "--top-n"}, TestCommands()).ok());     // missing value
+  EXPECT_FALSE(ParseArgs({"rerank", "--json=yes"}, TestCommands()).ok());  // bool with a value
 }
 
 TEST(RerankctlArgsTest, HelpAndDoubleDash) {
@@ -117,49 +137,92 @@ TEST(RerankctlArgsTest, HelpAndDoubleDash) {
 
 // ---- format ----
 
-TEST(RerankctlStatsTest, CompleteStatsHaveNoProblems) {
+TEST(RerankctlStatsTest, FieldListIsTheContractsStatsMessage) {
+  // Every key the server renders in .reranker.stats, and only those: the list comes from the
+  // Stats descriptor, so a field added to admin.proto is checked without a change in rerankctl.
+  const json health = HealthyBody();
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : health["reranker"]["stats"].items()) keys.push_back(key);
+  std::vector<std::string> names = StatsFieldNames();
+  EXPECT_EQ(names.size(), static_cast<size_t>(admin::v1::Stats::descriptor()->field_count()));
+  EXPECT_EQ(names.front(), "total_reranks");  // declaration order
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, keys);
   EXPECT_THAT(StatsProblems(HealthyBody()), IsEmpty());
-  EXPECT_EQ(StatsFields().size(), 13u);
 }
 
-TEST(RerankctlStatsTest, NamesMissingAndMistypedFields) {
+TEST(RerankctlStatsTest, NamesMissingFields) {
   json h = HealthyBody();
   h["reranker"]["stats"].erase("p95_latency_ms");
-  h["reranker"]["stats"]["cache_enabled"] = "yes";
-  h["reranker"]["stats"]["total_reranks"] = nullptr;
-  EXPECT_THAT(StatsProblems(h), ElementsAre("total_reranks (expected number, got null)",
-                                            "p95_latency_ms (missing)",
-                                            "cache_enabled (expected bool, got string)"));
+  h["reranker"]["stats"]["total_reranks"] = nullptr;  // null reads as absent
+  h["reranker"]["stats"].erase("cache_size");
+  h["reranker"]["stats"]["cacheSize"] = 3;         // the lowerCamelCase JSON name counts
+  h["reranker"]["stats"]["new_server_field"] = 1;  // unknown keys are ignored
+  EXPECT_THAT(StatsProblems(h), ElementsAre("total_reranks (missing)", "p95_latency_ms (missing)"));
+  h["reranker"]["stats"] = json::array();
+  EXPECT_THAT(StatsProblems(h), ElementsAre(".reranker.stats is not an object"));
   h["reranker"].erase("stats");
   EXPECT_THAT(StatsProblems(h), ElementsAre(".reranker.stats is missing"));
   EXPECT_THAT(StatsProblems(json::array()), ElementsAre(".reranker.stats is missing"));
 }
 
-TEST(RerankctlFormatTest, FlattenFlagsSkipsStageAndKeepsOrder) {
-  auto flat = FlattenFlags(FlagsBody("cache-10", true, 10)["flags"]);
+TEST(RerankctlParseTest, AnswersParseIntoTheContractIgnoringUnknownKeys) {
+  json h = HealthyBody();
+  h["added_by_a_newer_server"] = {{"x", 1}};
+  h["reranker"]["stats"]["p999_latency_ms"] = 12.5;
+  admin::v1::Health health;
+  ASSERT_TRUE(ParseAnswer(h.dump(), &health, "GET /health").ok());
+  EXPECT_EQ(health.reranker().stats().cache_max_size(), 1000u);
+  EXPECT_DOUBLE_EQ(health.reranker().stats().p99_latency_ms(), 9.125);
+  // A mistyped field is an error naming its path and the answer.
+  h["reranker"]["stats"]["cache_enabled"] = "yes";
+  const absl::Status s = ParseAnswer(h.dump(), &health, "GET /health");
+  EXPECT_THAT(std::string(s.message()),
+              AllOf(HasSubstr("GET /health: "), HasSubstr("reranker.stats.cache_enabled")));
+  EXPECT_THAT(std::string(ParseAnswer("not json", &health, "GET /health").message()),
+              HasSubstr("GET /health: invalid JSON"));
+}
+
+TEST(RerankctlFormatTest, FlattenFlagsSkipsStageAndSortsByName) {
+  auto flat = FlattenFlags(FlagsView("cache-10", true, 10).flags());
   ASSERT_EQ(flat.size(), 3u);
   EXPECT_EQ(flat[0], std::make_pair(std::string("cache.enabled"), std::string("true")));
   EXPECT_EQ(flat[1], std::make_pair(std::string("cache.traffic_percent"), std::string("10")));
   EXPECT_EQ(flat[2], std::make_pair(std::string("reranker.enabled"), std::string("true")));
+  // Every flag of the contract, by reflection (absent fields are not listed).
+  admin::v1::Flags all;
+  all.set_stage("full");
+  all.mutable_overfetch()->set_top_n(5);
+  all.mutable_rate_limit()->set_per_minute(0);  // set to its default: still listed
+  all.mutable_audit()->set_enabled(false);
+  EXPECT_THAT(FlattenFlags(all),
+              ElementsAre(std::make_pair(std::string("audit.enabled"), std::string("false")),
+                          std::make_pair(std::string("overfetch.top_n"), std::string("5")),
+                          std::make_pair(std::string("rate_limit.per_minute"), std::string("0"))));
 }
 
 TEST(RerankctlFormatTest, StageChangeShowsOldAndNewAndMarksChangedFlags) {
   const std::string out =
-      FormatStageChange(FlagsBody("feature-flags", false, 0), FlagsBody("cache-50", true, 50));
-  EXPECT_THAT(out, HasSubstr("stage: feature-flags -> cache-50 (by alice at 2024-05-01T12:00:00.000Z)"));
+      FormatStageChange(FlagsView("feature-flags", false, 0), FlagsView("cache-50", true, 50));
+  EXPECT_THAT(out,
+              HasSubstr("stage: feature-flags -> cache-50 (by alice at 2024-05-01T12:00:00.000Z)"));
   EXPECT_THAT(out, HasSubstr("cache.traffic_percent    50     (was 0)"));
   EXPECT_THAT(out, HasSubstr("cache.enabled            true   (was false)"));
   // Unchanged flags are listed without a "was".
   EXPECT_THAT(out, HasSubstr("  reranker.enabled         true\n"));
+  EXPECT_THAT(FormatStageChange(FlagsView("a", true, 1), admin::v1::FlagsView()),
+              AllOf(HasSubstr("stage: a -> ?"), HasSubstr("no \"flags\" object")));
 }
 
 TEST(RerankctlFormatTest, StatusSummary) {
-  const std::string out = FormatStatus(HealthyBody(), FlagsBody("cache-10", true, 10), "http://h:8000");
+  const admin::v1::FlagsView flags = FlagsView("cache-10", true, 10);
+  const std::string out = FormatStatus(Healthy(), &flags, "http://h:8000");
   EXPECT_THAT(out, HasSubstr("rerankd at http://h:8000: healthy, ready, up 1h 2m 5s"));
   EXPECT_THAT(out, HasSubstr("tiny_model version 8237fa5cb3d9, fp32 (DEMO model"));
   EXPECT_THAT(out, HasSubstr("stage:    cache-10 (set by alice at 2024-05-01T12:00:00.000Z)"));
   EXPECT_THAT(out, HasSubstr("reranker: enabled"));
-  EXPECT_THAT(out, HasSubstr("cache:    enabled for 10% of traffic, 7/1000 entries, hit rate 12.5%"));
+  EXPECT_THAT(out,
+              HasSubstr("cache:    enabled for 10% of traffic, 7/1000 entries, hit rate 12.5%"));
   EXPECT_THAT(out, HasSubstr("120 reranks since start; 40 requests in the last 300 s"));
   EXPECT_THAT(out, HasSubstr("avg 3.25 ms, p95 7.50 ms, p99 9.12 ms; target 50 ms met by 99.0%"));
   EXPECT_THAT(out, HasSubstr("errors:   0.5%"));
@@ -172,50 +235,70 @@ TEST(RerankctlFormatTest, StatusSummaryOfAnUnreadyDisabledServerWithoutFlags) {
   h["reranker"]["enabled"] = false;
   h["reranker"]["stage"] = "disabled";
   h["reranker"]["stats"]["cache_enabled"] = false;
-  h["reranker"]["stats"].erase("avg_latency_ms");
-  const std::string out = FormatStatus(h, json(nullptr), "http://h:8000");
+  h["model"].erase("version");
+  const std::string out = FormatStatus(Parse<admin::v1::Health>(h), nullptr, "http://h:8000");
   EXPECT_THAT(out, HasSubstr("unhealthy, NOT READY"));
   EXPECT_THAT(out, HasSubstr("stage:    disabled\n"));  // from /health when /flags is missing
   EXPECT_THAT(out, HasSubstr("reranker: DISABLED"));
   EXPECT_THAT(out, HasSubstr("cache:    disabled"));
-  EXPECT_THAT(out, HasSubstr("avg - ms"));
+  EXPECT_THAT(out, HasSubstr("tiny_model version -, fp32"));
+  // The traffic percentage comes from /health's flags when /flags is missing.
+  h["reranker"]["stats"]["cache_enabled"] = true;
+  EXPECT_THAT(FormatStatus(Parse<admin::v1::Health>(h), nullptr, "http://h:8000"),
+              HasSubstr("cache:    enabled for 10% of traffic"));
+}
+
+TEST(RerankctlFormatTest, Reload) {
+  admin::v1::ReloadResponse r = Parse<admin::v1::ReloadResponse>(
+      json{{"reloaded", true}, {"flags", {{"stage", "disabled"}}}, {"error", ""}});
+  EXPECT_EQ(FormatReload(r), "reloaded: the flags file had changed; applied (stage disabled)\n");
+  r = Parse<admin::v1::ReloadResponse>(
+      json{{"reloaded", false}, {"flags", {{"stage", "full"}}}, {"error", "stage: unknown 'x'"}});
+  EXPECT_THAT(FormatReload(r), AllOf(HasSubstr("unchanged (stage full)"),
+                                     HasSubstr("flags file error: stage: unknown 'x'"),
+                                     HasSubstr("last good flags stay in force")));
 }
 
 TEST(RerankctlFormatTest, HttpErrorsExplainTokens) {
-  EXPECT_THAT(DescribeHttpError(400, R"({"error": "unknown stage 'x'; valid stages: a, b"})"),
-              AllOf(HasSubstr("HTTP 400: unknown stage 'x'; valid stages: a, b"), Not(HasSubstr("hint"))));
-  EXPECT_THAT(DescribeHttpError(401, R"({"error": "bad token"})"),
-              AllOf(HasSubstr("HTTP 401: bad token"), HasSubstr("--token"),
-                    HasSubstr("RERANKER_ADMIN_TOKEN")));
+  EXPECT_THAT(
+      DescribeHttpError(400, R"({"error": "unknown stage 'x'; valid stages: a, b"})"),
+      AllOf(HasSubstr("HTTP 400: unknown stage 'x'; valid stages: a, b"), Not(HasSubstr("hint"))));
+  EXPECT_THAT(
+      DescribeHttpError(401, R"({"error": "bad token"})"),
+      AllOf(HasSubstr("HTTP 401: bad token"), HasSubstr("--token-file"), HasSubstr("--token"),
+            HasSubstr("RERANKER_ADMIN_TOKEN"), HasSubstr("data/admin.token")));
   EXPECT_THAT(DescribeHttpError(403, R"({"error": "admin.token is not configured"})"),
               AllOf(HasSubstr("HTTP 403"), HasSubstr("no admin.token configured")));
   EXPECT_THAT(DescribeHttpError(502, "<html>bad gateway</html>"),
               HasSubstr("HTTP 502: <html>bad gateway</html>"));
+  EXPECT_THAT(DescribeHttpError(500, R"({"error": 7})"), HasSubstr(R"(HTTP 500: {"error": 7})"));
 }
 
 TEST(RerankctlMonitorTest, RateBetweenLinesUsesTheGivenTimes) {
   const absl::TimeZone utc = absl::UTCTimeZone();
   const absl::Time t0 = absl::FromUnixSeconds(1700000000);  // 22:13:20 UTC
   json h = HealthyBody();
-  const std::string first = FormatMonitorLine(h, t0, std::nullopt, utc);
+  const std::string first = FormatMonitorLine(Parse<admin::v1::Health>(h), t0, std::nullopt, utc);
   EXPECT_THAT(first, HasSubstr("22:13:20"));
   EXPECT_THAT(first, HasSubstr("cache-10"));
-  std::optional<MonitorSample> sample = SampleOf(h, t0);
-  ASSERT_TRUE(sample.has_value());
-  EXPECT_EQ(sample->total_reranks, 120);
+  const MonitorSample sample = SampleOf(Parse<admin::v1::Health>(h), t0);
+  EXPECT_EQ(sample.total_reranks, 120);
 
   h["reranker"]["stats"]["total_reranks"] = 145;  // +25 in 5 s = 5.0 req/s
-  const std::string second = FormatMonitorLine(h, t0 + absl::Seconds(5), sample, utc);
-  EXPECT_EQ(second, absl::StrFormat("%-8s  %-13s %9s %7s %8s %8s %8s %10s %7s %11s", "22:13:25",
-                                    "cache-10", "145", "5.0", "3.25", "7.50", "9.12", "12.5",
-                                    "0.5", "99.0"));
+  const std::string second =
+      FormatMonitorLine(Parse<admin::v1::Health>(h), t0 + absl::Seconds(5), sample, utc);
+  EXPECT_EQ(second,
+            absl::StrFormat("%-8s  %-13s %9s %7s %8s %8s %8s %10s %7s %11s", "22:13:25", "cache-10",
+                            "145", "5.0", "3.25", "7.50", "9.12", "12.5", "0.5", "99.0"));
   // The header has the same columns.
-  EXPECT_THAT(MonitorHeader(), AllOf(HasSubstr("REQ/S"), HasSubstr("P99_MS"), HasSubstr("TARGET_MET%")));
+  EXPECT_THAT(MonitorHeader(),
+              AllOf(HasSubstr("REQ/S"), HasSubstr("P99_MS"), HasSubstr("TARGET_MET%")));
   // The counter went backwards (restart): no rate rather than a negative one.
   h["reranker"]["stats"]["total_reranks"] = 3;
-  EXPECT_THAT(FormatMonitorLine(h, t0 + absl::Seconds(10), sample, utc),
-              testing::StartsWith(absl::StrFormat("%-8s  %-13s %9s %7s", "22:13:30", "cache-10", "3", "-")));
-  EXPECT_FALSE(SampleOf(json::object(), t0).has_value());
+  h["reranker"]["enabled"] = false;
+  EXPECT_THAT(FormatMonitorLine(Parse<admin::v1::Health>(h), t0 + absl::Seconds(10), sample, utc),
+              ::testing::StartsWith(
+                  absl::StrFormat("%-8s  %-13s %9s %7s", "22:13:30", "cache-10(off)", "3", "-")));
   EXPECT_EQ(FormatMonitorError(t0, utc, "refused"), "22:13:20  ERROR refused");
 }
 
@@ -223,7 +306,7 @@ TEST(RerankctlFormatTest, SnippetIsOneLineAndUtf8Safe) {
   EXPECT_EQ(Snippet("a\tb\nc", 10), "a b c");
   EXPECT_EQ(Snippet("abcdefghij", 8), "abcde...");
   // "é" is 2 bytes; a cut inside it backs off to its start.
-  EXPECT_EQ(Snippet("abcdé", 6), "abcdé");  // fits exactly (6 bytes)
+  EXPECT_EQ(Snippet("abcdé", 6), "abcdé");     // fits exactly (6 bytes)
   EXPECT_EQ(Snippet("aaéaaaaa", 6), "aa...");  // byte 3 is the middle of "é"
   EXPECT_EQ(Snippet("aébcdefgh", 6), "aé...");
 }
@@ -240,9 +323,9 @@ class RerankctlCheckTest : public ::testing::Test {
     fs::create_directories(model_dir_);
     for (const char* f : {"model.pt", "vocab.txt", "model.yaml"}) Write(model_dir_ / f, "x\n");
     config_ = dir_ / "rerankd.yaml";
-    Write(config_, absl::StrCat("model:\n  dir: ", model_dir_.string(), "\nflags:\n  path: ",
-                                (dir_ / "data" / "flags.yaml").string(), "\naudit:\n  path: ",
-                                (dir_ / "audit.jsonl").string(), "\n"));
+    Write(config_, absl::StrCat("model:\n  dir: ", model_dir_.string(),
+                                "\nflags:\n  path: ", (dir_ / "data" / "flags.yaml").string(),
+                                "\naudit:\n  path: ", (dir_ / "audit.jsonl").string(), "\n"));
     options_.config_path = config_.string();
     options_.env = [](const std::string&) -> std::optional<std::string> { return std::nullopt; };
   }
@@ -289,13 +372,14 @@ TEST_F(RerankctlCheckTest, MissingModelFileAndUnwritableDirFail) {
   fs::remove(model_dir_ / "vocab.txt");
   std::vector<CheckResult> r = RunPreDeploymentChecks(options_, Serve(200, HealthyBody()));
   EXPECT_FALSE(AllPassed(r));
-  EXPECT_THAT(Line(r, "model files"), AllOf(HasSubstr("FAIL"), HasSubstr("vocab.txt"),
-                                            Not(HasSubstr("model.pt"))));
+  EXPECT_THAT(Line(r, "model files"),
+              AllOf(HasSubstr("FAIL"), HasSubstr("vocab.txt"), Not(HasSubstr("model.pt"))));
   if (geteuid() != 0) {  // root can write anywhere
     fs::create_directories(dir_ / "data");
     fs::permissions(dir_ / "data", fs::perms::owner_read | fs::perms::owner_exec);
     r = RunPreDeploymentChecks(options_, Serve(200, HealthyBody()));
-    EXPECT_THAT(Line(r, "flags file directory"), AllOf(HasSubstr("FAIL"), HasSubstr("not writable")));
+    EXPECT_THAT(Line(r, "flags file directory"),
+                AllOf(HasSubstr("FAIL"), HasSubstr("not writable")));
     fs::permissions(dir_ / "data", fs::perms::owner_all);
   }
 }
@@ -346,12 +430,177 @@ TEST_F(RerankctlCheckTest, NotReadyDegradedDisabledAndIncompleteStatsFail) {
   r = RunPreDeploymentChecks(options_, Serve(200, h));
   EXPECT_THAT(Line(r, "health"), AllOf(HasSubstr("FAIL"), HasSubstr("degraded")));
   EXPECT_THAT(Line(r, "reranker enabled"), AllOf(HasSubstr("FAIL"), HasSubstr("stage disabled")));
-  EXPECT_THAT(Line(r, "stats available"), AllOf(HasSubstr("FAIL"), HasSubstr("window_seconds (missing)")));
+  EXPECT_THAT(Line(r, "stats available"),
+              AllOf(HasSubstr("FAIL"), HasSubstr("window_seconds (missing)")));
 
   r = RunPreDeploymentChecks(options_, [](std::string_view) -> absl::StatusOr<HttpResponse> {
     return HttpResponse{200, "not json"};
   });
-  EXPECT_THAT(Line(r, "health"), AllOf(HasSubstr("FAIL"), HasSubstr("not a JSON object")));
+  EXPECT_THAT(Line(r, "health"),
+              AllOf(HasSubstr("FAIL"), HasSubstr("does not match the admin contract"),
+                    HasSubstr("invalid JSON"), HasSubstr("not json")));
+  EXPECT_THAT(Line(r, "stats available"), HasSubstr("FAIL: unknown"));
+}
+
+TEST_F(RerankctlCheckTest, AnswerOutsideTheContractFailsNamingTheField) {
+  json h = HealthyBody();
+  h["reranker"]["stats"]["cache_enabled"] = "yes";
+  std::vector<CheckResult> r = RunPreDeploymentChecks(options_, Serve(200, h));
+  EXPECT_THAT(Line(r, "health"), AllOf(HasSubstr("FAIL"), HasSubstr("reranker.stats.cache_enabled"),
+                                       HasSubstr("\"yes\"")));
+  EXPECT_THAT(Line(r, "reranker enabled"), HasSubstr("FAIL: unknown"));
+  // An error status that is not /health's own (200/503) is explained, not parsed as a Health.
+  r = RunPreDeploymentChecks(options_, [](std::string_view) -> absl::StatusOr<HttpResponse> {
+    return HttpResponse{500, R"({"error": "internal"})"};
+  });
+  EXPECT_THAT(Line(r, "health"), AllOf(HasSubstr("FAIL"), HasSubstr("HTTP 500: internal")));
+  // Keys a newer server adds do not fail anything.
+  h = HealthyBody();
+  h["reranker"]["stats"]["p999_latency_ms"] = 1.5;
+  h["build"] = "abc";
+  r = RunPreDeploymentChecks(options_, Serve(200, h));
+  EXPECT_TRUE(AllPassed(r)) << FormatCheckResults(r);
+}
+
+// ---- admin token ----
+
+class RerankctlTokenTest : public ::testing::Test {
+ protected:
+  static constexpr char kToken[] = "0123456789abcdef0123456789abcdef";
+
+  void SetUp() override {
+    char tmpl[] = "/tmp/rerankctl_token_XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    fs::create_directories(dir_ / "data");
+    sources_.env = [this](const std::string& name) -> std::optional<std::string> {
+      auto it = env_.find(name);
+      if (it == env_.end()) return std::nullopt;
+      return it->second;
+    };
+    // rerankd's flags file, hence its generated token file, in the temp dir.
+    env_["RERANKER_FLAGS_FILE"] = (dir_ / "data" / "flags.yaml").string();
+  }
+  void TearDown() override {
+    fs::permissions(dir_, fs::perms::owner_all);
+    fs::remove_all(dir_);
+  }
+
+  std::string Write(const std::string& name, const std::string& text) {
+    const fs::path p = dir_ / name;
+    std::ofstream(p) << text;
+    return p.string();
+  }
+  std::string Message() {
+    absl::StatusOr<AdminToken> t = ResolveAdminToken(sources_);
+    EXPECT_FALSE(t.ok());
+    return std::string(t.status().message());
+  }
+
+  fs::path dir_;
+  std::map<std::string, std::string> env_;
+  TokenSources sources_;
+};
+
+TEST_F(RerankctlTokenTest, TheDefaultFileIsWhereRerankdWritesIt) {
+  // Absent: no token, and the source says which file was looked for.
+  absl::StatusOr<AdminToken> t = ResolveAdminToken(sources_);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->token, "");
+  const std::string path = (dir_ / "data" / "admin.token").string();
+  EXPECT_THAT(t->source, AllOf(HasSubstr(path), HasSubstr("does not exist")));
+  // rerankd's format: the token and a newline.
+  Write("data/admin.token", absl::StrCat(kToken, "\n"));
+  t = ResolveAdminToken(sources_);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->token, kToken);
+  EXPECT_THAT(t->source, HasSubstr(path));
+  EXPECT_THAT(t->source, Not(HasSubstr(kToken)));
+  // admin.token_file (here from the environment, as rerankd reads it) moves it.
+  env_["RERANKER_ADMIN_TOKEN_FILE"] = Write("elsewhere.token", "other-token-0123456789\n");
+  t = ResolveAdminToken(sources_);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->token, "other-token-0123456789");
+  // The same derivation from a config file.
+  env_.erase("RERANKER_ADMIN_TOKEN_FILE");
+  env_.erase("RERANKER_FLAGS_FILE");
+  sources_.config_path =
+      Write("rerankd.yaml", absl::StrCat("flags:\n  path: ", dir_.string(), "/cfg/flags.yaml\n"));
+  fs::create_directories(dir_ / "cfg");
+  Write("cfg/admin.token", "from-config-dir-0123456\n");
+  t = ResolveAdminToken(sources_);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->token, "from-config-dir-0123456");
+}
+
+TEST_F(RerankctlTokenTest, PrecedenceFlagsThenEnvThenConfigThenFiles) {
+  Write("data/admin.token", "default-file-token-0123\n");
+  env_["RERANKER_ADMIN_TOKEN_FILE"] = Write("env.token", "env-file-token-0123456\n");
+  sources_.config_path = Write("rerankd.yaml", "admin:\n  token: config-token-0123456789\n");
+  env_["RERANKER_ADMIN_TOKEN"] = "env-token-0123456789";
+  sources_.token = "flag-token-0123456789";
+  sources_.token_file = Write("flag.token", "flag-file-token-01234\n");
+  std::vector<std::string> seen;
+  for (int i = 0; i < 6; ++i) {
+    absl::StatusOr<AdminToken> t = ResolveAdminToken(sources_);
+    ASSERT_TRUE(t.ok()) << t.status();
+    seen.push_back(absl::StrCat(t->token, " <- ", t->source));
+    if (i == 0) sources_.token_file.reset();
+    if (i == 1) sources_.token.reset();
+    if (i == 2) env_.erase("RERANKER_ADMIN_TOKEN");
+    if (i == 3) sources_.config_path.clear();
+    if (i == 4) env_.erase("RERANKER_ADMIN_TOKEN_FILE");
+  }
+  EXPECT_THAT(seen, ElementsAre(HasSubstr("flag-file-token-01234 <- --token-file "),
+                                "flag-token-0123456789 <- --token",
+                                "env-token-0123456789 <- $RERANKER_ADMIN_TOKEN",
+                                HasSubstr("config-token-0123456789 <- admin.token in "),
+                                HasSubstr("env-file-token-0123456 <- $RERANKER_ADMIN_TOKEN_FILE "),
+                                HasSubstr("default-file-token-0123 <- the token file ")));
+  // An empty environment variable counts as unset.
+  env_["RERANKER_ADMIN_TOKEN"] = "";
+  absl::StatusOr<AdminToken> t = ResolveAdminToken(sources_);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->token, "default-file-token-0123");
+}
+
+TEST_F(RerankctlTokenTest, BadFilesAreErrorsNamingTheFile) {
+  sources_.token_file = (dir_ / "missing.token").string();
+  EXPECT_THAT(Message(), AllOf(HasSubstr("--token-file: "), HasSubstr("missing.token"),
+                               HasSubstr("does not exist")));
+  sources_.token_file = Write("empty.token", " \n");
+  EXPECT_THAT(Message(), AllOf(HasSubstr("empty.token"), HasSubstr("is empty")));
+  sources_.token_file = Write("two-words.token", "secret-part-one secret-part-two\n");
+  EXPECT_THAT(Message(), AllOf(HasSubstr("two-words.token"), HasSubstr("one word"),
+                               Not(HasSubstr("secret-part"))));
+  sources_.token_file = Write("huge.token", std::string(kMaxTokenFileBytes + 1, 'x'));
+  EXPECT_THAT(Message(), AllOf(HasSubstr("huge.token"), HasSubstr("larger than")));
+  sources_.token_file = dir_.string();
+  EXPECT_THAT(Message(), AllOf(HasSubstr(dir_.string()), HasSubstr("not a regular file")));
+  if (geteuid() != 0) {  // root reads anything
+    sources_.token_file = Write("locked.token", "locked-token-0123456789\n");
+    fs::permissions(*sources_.token_file, fs::perms::none);
+    EXPECT_THAT(Message(), AllOf(HasSubstr("locked.token"), HasSubstr("cannot be read")));
+  }
+  sources_.token_file = "";
+  EXPECT_THAT(Message(), HasSubstr("--token-file: must not be empty"));
+  sources_.token_file.reset();
+  sources_.token = "";
+  EXPECT_THAT(Message(), HasSubstr("--token: must not be empty"));
+  sources_.token.reset();
+
+  // A named file must exist; the default one may be absent (checked above), but not be a bad file.
+  env_["RERANKER_ADMIN_TOKEN_FILE"] = (dir_ / "gone.token").string();
+  EXPECT_THAT(Message(), AllOf(HasSubstr("$RERANKER_ADMIN_TOKEN_FILE"), HasSubstr("gone.token")));
+  env_.erase("RERANKER_ADMIN_TOKEN_FILE");
+  Write("data/admin.token", "");
+  EXPECT_THAT(Message(), AllOf(HasSubstr("data/admin.token"), HasSubstr("is empty")));
+  // The default file needs the configuration that names it.
+  sources_.config_path = (dir_ / "nope.yaml").string();
+  EXPECT_THAT(Message(), AllOf(HasSubstr("--config"), HasSubstr("nope.yaml")));
+  sources_.config_path.clear();
+  env_["RERANKER_WORKERS"] = "zero";
+  EXPECT_THAT(Message(), AllOf(HasSubstr("RERANKER_WORKERS"), HasSubstr("--token-file")));
 }
 
 // ---- http client ----
@@ -366,7 +615,7 @@ TEST(RerankctlHttpTest, ValidatesOptionsAndReportsTransportErrors) {
   o.timeout = absl::Seconds(5);
   absl::StatusOr<std::unique_ptr<AdminHttpClient>> c = AdminHttpClient::Create(o);
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ((*c)->base_url(), "http://127.0.0.1:1");  // trailing slash dropped
+  EXPECT_EQ((*c)->base_url(), "http://127.0.0.1:1");      // trailing slash dropped
   absl::StatusOr<HttpResponse> r = (*c)->Get("/health");  // port 1: nothing listens there
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);

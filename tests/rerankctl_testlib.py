@@ -34,8 +34,8 @@ def rerankctl(*args, env=None, timeout=60):
     return run([RERANKCTL, *args], env=env, timeout=timeout)
 
 
-def script(name, *args, env=None, timeout=60):
-    return run(["bash", os.path.join(DEPLOY_DIR, name), *args], env=env, timeout=timeout)
+def script(name, *args, env=None, timeout=60, cwd=None):
+    return run(["bash", os.path.join(DEPLOY_DIR, name), *args], env=env, timeout=timeout, cwd=cwd)
 
 
 def free_port():

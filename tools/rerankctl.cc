@@ -1,10 +1,12 @@
 // rerankctl: the operator's command line for a running rerankd (see docs/OPERATIONS.md).
 //
-//   rerankctl [--admin URL] [--target HOST:PORT] [--token T] [--timeout S] <command> ...
+//   rerankctl [--admin URL] [--target HOST:PORT] [--token-file PATH | --token T] [--config PATH]
+//             [--timeout S] <command> ...
 //
-// Commands talk to the admin HTTP plane (stage, status, monitor, check) or to the data-plane gRPC
-// Reranker (rerank). Exit status: 0 success, 1 the operation failed (server error, unreachable,
-// a failed check), 2 usage error.
+// Commands talk to the admin HTTP plane (stage, reload, status, monitor, check), parsing its
+// answers into the admin contract's messages (proto/rerank/admin/v1/admin.proto), or to the
+// data-plane gRPC Reranker (rerank). Exit status: 0 success, 1 the operation failed (server error,
+// unreachable, a failed check), 2 usage error.
 #include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
@@ -26,6 +28,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -34,14 +37,15 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/config.h"
-#include "common/json_util.h"
-#include "common/status_macros.h"
+#include "common/proto_json.h"
 #include "nlohmann/json.hpp"
+#include "rerank/admin/v1/admin.pb.h"
 #include "rerank/v1/reranker.grpc.pb.h"
 #include "tools/rerankctl_args.h"
 #include "tools/rerankctl_check.h"
 #include "tools/rerankctl_format.h"
 #include "tools/rerankctl_http.h"
+#include "tools/rerankctl_token.h"
 
 namespace rerank::ctl {
 namespace {
@@ -63,17 +67,29 @@ constexpr char kMainUsage[] =
     "Commands:\n"
     "  stage <name>   switch the rollout stage (feature-flags, cache-10, cache-50, cache-100,\n"
     "                 full, rollback, disabled) and print the effective flags\n"
-    "  status         one-screen summary of /health and /flags (--json: raw JSON)\n"
+    "  reload         re-read the flags file now (after editing it by hand)\n"
+    "  status         one-screen summary of /health and /flags (--json: the contract's JSON)\n"
     "  monitor [S]    a live line of key stats every S seconds (default 5) until Ctrl-C\n"
     "  check          pre-deployment validation: files, config, health, reranker, stats\n"
     "  rerank         rerank documents for a query over gRPC and print the ranking\n"
     "\n"
     "Global flags (also accepted after the command):\n"
-    "  --admin URL        admin HTTP base URL (env RERANKER_ADMIN_URL; default " "http://127.0.0.1:8000)\n"
-    "  --target H:P       data-plane gRPC address (env RERANKER_GRPC_TARGET; default 127.0.0.1:50051)\n"
-    "  --token TOKEN      admin token for state-changing calls (env RERANKER_ADMIN_TOKEN)\n"
+    "  --admin URL        admin HTTP base URL (env RERANKER_ADMIN_URL; default "
+    "http://127.0.0.1:8000)\n"
+    "  --target H:P       data-plane gRPC address (env RERANKER_GRPC_TARGET; default "
+    "127.0.0.1:50051)\n"
+    "  --token-file PATH  read the admin token (for stage, reload) from PATH\n"
+    "  --token TOKEN      the admin token itself (visible in `ps`: prefer --token-file)\n"
+    "  --config PATH      rerankd's YAML config: where to find its token (and what check checks)\n"
     "  --timeout SECONDS  per-call timeout (default 10)\n"
     "  --help             help; `rerankctl <command> --help` for a command's flags\n"
+    "\n"
+    "Admin token, first found: --token-file, --token, env RERANKER_ADMIN_TOKEN, admin.token in\n"
+    "--config, env RERANKER_ADMIN_TOKEN_FILE, then the file a rerankd with no admin.token writes\n"
+    "its generated token to: admin.token_file, default admin.token next to flags.path (from\n"
+    "--config and the RERANKER_* environment, as rerankd reads them; data/admin.token by default,\n"
+    "relative to the current directory as rerankd's paths are to its own). The token is sent only\n"
+    "with state-changing calls and never printed.\n"
     "\n"
     "Exit status: 0 success, 1 the operation or a check failed, 2 usage error.\n";
 
@@ -86,7 +102,18 @@ constexpr char kStageUsage[] =
     "(plain reranker, optional features off) and disabled (reranker off: pass-through).\n"
     "The server validates the name; an unknown one fails with the list of valid stages.\n"
     "\n"
-    "  --actor NAME   recorded as updated_by and in the audit log (default: $USER, else rerankctl)\n";
+    "  --actor NAME   recorded as updated_by and in the audit log (default: $USER, else "
+    "rerankctl)\n";
+
+constexpr char kReloadUsage[] =
+    "Usage: rerankctl reload [--actor NAME]\n"
+    "\n"
+    "POSTs {\"actor\": NAME} to /reload (needs the admin token): rerankd re-reads its flags file\n"
+    "now instead of at its next poll, and records a config_reload audit event. Prints whether the\n"
+    "file had changed and the stage in force; exit 1 when the file does not load (its error is\n"
+    "printed; the last good flags stay in force).\n"
+    "\n"
+    "  --actor NAME   recorded in the audit log (default: $USER, else rerankctl)\n";
 
 constexpr char kStatusUsage[] =
     "Usage: rerankctl status [--json]\n"
@@ -94,7 +121,9 @@ constexpr char kStatusUsage[] =
     "GET /health and GET /flags; prints readiness, model, stage, reranker on/off, cache and the\n"
     "key stats. Exit 1 when the server is unreachable or not ready.\n"
     "\n"
-    "  --json   print {\"health\": <GET /health>, \"flags\": <GET /flags>} instead\n";
+    "  --json   print {\"health\": <GET /health>, \"flags\": <GET /flags>} instead, each as the\n"
+    "           contract's message in protobuf's JSON mapping (flags null when GET /flags "
+    "failed)\n";
 
 constexpr char kMonitorUsage[] =
     "Usage: rerankctl monitor [SECONDS] [--count K]\n"
@@ -136,9 +165,10 @@ constexpr char kRerankUsage[] =
 const std::map<std::string, std::vector<FlagSpec>>& CommandFlags() {
   static const auto* const flags = new std::map<std::string, std::vector<FlagSpec>>{
       {"stage", {{"actor", FlagKind::kValue}}},
+      {"reload", {{"actor", FlagKind::kValue}}},
       {"status", {{"json", FlagKind::kBool}}},
       {"monitor", {{"count", FlagKind::kValue}}},
-      {"check", {{"config", FlagKind::kValue}}},
+      {"check", {}},  // --config is global
       {"rerank",
        {{"query", FlagKind::kValue},
         {"doc", FlagKind::kRepeated},
@@ -170,7 +200,8 @@ int Fail(const std::string& message) {
 struct Globals {
   std::string admin;
   std::string target;
-  std::string token;
+  TokenSources token;  // resolved only by the commands that send it (ResolveAdminToken)
+  std::string config_path;
   absl::Duration timeout;
 };
 
@@ -178,21 +209,29 @@ absl::StatusOr<Globals> ReadGlobals(const ParsedArgs& args) {
   Globals g;
   g.admin = args.Get("admin", EnvOr("RERANKER_ADMIN_URL", kDefaultAdmin));
   g.target = args.Get("target", EnvOr("RERANKER_GRPC_TARGET", kDefaultTarget));
-  g.token = args.Get("token", EnvOr("RERANKER_ADMIN_TOKEN", ""));
+  g.config_path = args.Get("config");
+  if (args.Has("config") && g.config_path.empty()) {
+    return absl::InvalidArgumentError("--config: must not be empty");
+  }
+  if (args.Has("token-file")) g.token.token_file = args.Get("token-file");
+  if (args.Has("token")) g.token.token = args.Get("token");
+  g.token.config_path = g.config_path;
+  g.token.env = ProcessEnv();
   double seconds = 10;
-  if (args.Has("timeout") &&
-      (!absl::SimpleAtod(args.Get("timeout"), &seconds) || !(seconds > 0) || !std::isfinite(seconds))) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--timeout: must be a positive number of seconds, got '", args.Get("timeout"), "'"));
+  if (args.Has("timeout") && (!absl::SimpleAtod(args.Get("timeout"), &seconds) || !(seconds > 0) ||
+                              !std::isfinite(seconds))) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--timeout: must be a positive number of seconds, got '", args.Get("timeout"), "'"));
   }
   g.timeout = absl::Seconds(seconds);
   return g;
 }
 
-absl::StatusOr<std::unique_ptr<AdminHttpClient>> MakeClient(const Globals& g) {
+absl::StatusOr<std::unique_ptr<AdminHttpClient>> MakeClient(const Globals& g,
+                                                            const std::string& token = "") {
   AdminHttpClient::Options options;
   options.base_url = g.admin;
-  options.token = g.token;
+  options.token = token;
   options.timeout = g.timeout;
   absl::StatusOr<std::unique_ptr<AdminHttpClient>> client = AdminHttpClient::Create(options);
   if (!client.ok()) {
@@ -201,28 +240,42 @@ absl::StatusOr<std::unique_ptr<AdminHttpClient>> MakeClient(const Globals& g) {
   return client;
 }
 
-struct JsonResponse {
-  long status = 0;
-  json body;
-};
-
-// GET/POST and parse the body as a JSON object; any HTTP status is returned to the caller.
-absl::StatusOr<JsonResponse> CallJson(AdminHttpClient& client, const std::string& method,
-                                      const std::string& path, const json* body = nullptr) {
-  ASSIGN_OR_RETURN(const HttpResponse r,
-                   body == nullptr ? client.Get(path) : client.Post(path, body->dump()));
-  JsonResponse out;
-  out.status = r.status;
-  out.body = json::parse(r.body, nullptr, /*allow_exceptions=*/false);
-  if (out.body.is_discarded() || !out.body.is_object()) {
-    if (r.status >= 400) {
-      return absl::FailedPreconditionError(
-          absl::StrCat(method, " ", path, " failed: ", DescribeHttpError(r.status, r.body)));
-    }
-    return absl::DataLossError(absl::StrCat(method, " ", client.base_url(), path, ": HTTP ",
-                                            r.status, " with a body that is not a JSON object: ",
-                                            Snippet(r.body, 120)));
+// GET (body == nullptr) or POST `path` and parse the answer into `out` when its status is one of
+// `ok_codes`; any other status is an error explaining the server's answer (DescribeHttpError).
+// Returns the HTTP status.
+absl::StatusOr<long> Call(AdminHttpClient& client, const std::string& method,
+                          const std::string& path, const std::string* body,
+                          std::initializer_list<long> ok_codes, google::protobuf::Message* out) {
+  absl::StatusOr<HttpResponse> r = body == nullptr ? client.Get(path) : client.Post(path, *body);
+  if (!r.ok()) return r.status();
+  if (std::find(ok_codes.begin(), ok_codes.end(), r->status) == ok_codes.end()) {
+    return absl::FailedPreconditionError(DescribeHttpError(r->status, r->body));
   }
+  if (absl::Status s = ParseAnswer(r->body, out, "answer"); !s.ok()) {
+    return absl::DataLossError(absl::StrCat(method, " ", client.base_url(), path, ": HTTP ",
+                                            r->status,
+                                            " with a body that does not match the admin contract (",
+                                            s.message(), "): ", Snippet(r->body, 120)));
+  }
+  return r->status;
+}
+
+std::string Dump(const json& j) { return j.dump(2, ' ', false, json::error_handler_t::replace); }
+
+// The admin token for a state-changing call; on failure prints the error and sets *rc.
+std::optional<AdminToken> TokenOrFail(const Globals& g, const char* usage, int* rc) {
+  absl::StatusOr<AdminToken> token = ResolveAdminToken(g.token);
+  if (token.ok()) return *std::move(token);
+  *rc = absl::IsInvalidArgument(token.status())
+            ? UsageError(std::string(token.status().message()), usage)
+            : Fail(std::string(token.status().message()));
+  return std::nullopt;
+}
+
+// A refused state-changing call: the server's answer, and for 401 which token was sent.
+std::string Refused(const absl::Status& s, const AdminToken& token) {
+  std::string out(s.message());
+  if (absl::StartsWith(out, "HTTP 401")) absl::StrAppend(&out, "\nadmin token: ", token.source);
   return out;
 }
 
@@ -234,23 +287,53 @@ int Stage(const ParsedArgs& args, const Globals& g) {
   }
   const std::string stage = args.positionals[0];
   const std::string actor = args.Get("actor", EnvOr("USER", "rerankctl"));
-  absl::StatusOr<std::unique_ptr<AdminHttpClient>> client = MakeClient(g);
+  int rc = kOk;
+  std::optional<AdminToken> token = TokenOrFail(g, kStageUsage, &rc);
+  if (!token.has_value()) return rc;
+  absl::StatusOr<std::unique_ptr<AdminHttpClient>> client = MakeClient(g, token->token);
   if (!client.ok()) return UsageError(std::string(client.status().message()), kStageUsage);
 
-  absl::StatusOr<JsonResponse> before = CallJson(**client, "GET", "/flags");
-  if (!before.ok()) return Fail(std::string(before.status().message()));
-  if (before->status != 200) {
-    return Fail(absl::StrCat("GET /flags failed: ", DescribeHttpError(before->status, before->body.dump())));
+  admin::v1::FlagsView before;
+  if (absl::StatusOr<long> s = Call(**client, "GET", "/flags", nullptr, {200}, &before); !s.ok()) {
+    return Fail(absl::IsFailedPrecondition(s.status())
+                    ? absl::StrCat("GET /flags failed: ", s.status().message())
+                    : std::string(s.status().message()));
   }
-  const json request = {{"stage", stage}, {"actor", actor}};
-  absl::StatusOr<JsonResponse> after = CallJson(**client, "POST", "/flags", &request);
-  if (!after.ok()) return Fail(std::string(after.status().message()));
-  if (after->status != 200) {
-    return Fail(absl::StrCat("stage '", stage, "' was not applied: ",
-                             DescribeHttpError(after->status, after->body.dump())));
+  admin::v1::UpdateFlagsRequest request;
+  request.set_stage(stage);
+  request.set_actor(actor);
+  const std::string body = MessageToJson(request);
+  admin::v1::FlagsView after;
+  if (absl::StatusOr<long> s = Call(**client, "POST", "/flags", &body, {200}, &after); !s.ok()) {
+    return Fail(
+        absl::IsFailedPrecondition(s.status())
+            ? absl::StrCat("stage '", stage, "' was not applied: ", Refused(s.status(), *token))
+            : std::string(s.status().message()));
   }
-  std::cout << FormatStageChange(before->body, after->body) << std::flush;
+  std::cout << FormatStageChange(before, after) << std::flush;
   return kOk;
+}
+
+// ---- reload ----
+
+int Reload(const ParsedArgs& args, const Globals& g) {
+  if (!args.positionals.empty()) return UsageError("reload: takes no arguments", kReloadUsage);
+  int rc = kOk;
+  std::optional<AdminToken> token = TokenOrFail(g, kReloadUsage, &rc);
+  if (!token.has_value()) return rc;
+  absl::StatusOr<std::unique_ptr<AdminHttpClient>> client = MakeClient(g, token->token);
+  if (!client.ok()) return UsageError(std::string(client.status().message()), kReloadUsage);
+  admin::v1::ReloadRequest request;
+  request.set_actor(args.Get("actor", EnvOr("USER", "rerankctl")));
+  const std::string body = MessageToJson(request);
+  admin::v1::ReloadResponse reload;
+  if (absl::StatusOr<long> s = Call(**client, "POST", "/reload", &body, {200}, &reload); !s.ok()) {
+    return Fail(absl::IsFailedPrecondition(s.status())
+                    ? absl::StrCat("reload failed: ", Refused(s.status(), *token))
+                    : std::string(s.status().message()));
+  }
+  std::cout << FormatReload(reload) << std::flush;
+  return reload.error().empty() ? kOk : kFailed;
 }
 
 // ---- status ----
@@ -259,25 +342,30 @@ int Status(const ParsedArgs& args, const Globals& g) {
   if (!args.positionals.empty()) return UsageError("status: takes no arguments", kStatusUsage);
   absl::StatusOr<std::unique_ptr<AdminHttpClient>> client = MakeClient(g);
   if (!client.ok()) return UsageError(std::string(client.status().message()), kStatusUsage);
-  absl::StatusOr<JsonResponse> health = CallJson(**client, "GET", "/health");
-  if (!health.ok()) return Fail(std::string(health.status().message()));
-  absl::StatusOr<JsonResponse> flags = CallJson(**client, "GET", "/flags");
-  json flags_body = flags.ok() && flags->status == 200 ? flags->body : json(nullptr);
-  if (args.bools.count("json")) {
-    std::cout << DumpJson(json{{"health", health->body}, {"flags", flags_body}}, /*indent=*/2)
-              << "\n";
-  } else {
-    std::cout << FormatStatus(health->body, flags_body, (*client)->base_url());
+  admin::v1::Health health;
+  // 503 is /health's answer for a server that is not ready: still a Health report.
+  absl::StatusOr<long> health_status =
+      Call(**client, "GET", "/health", nullptr, {200, 503}, &health);
+  if (!health_status.ok()) {
+    return Fail(absl::IsFailedPrecondition(health_status.status())
+                    ? absl::StrCat("GET /health failed: ", health_status.status().message())
+                    : std::string(health_status.status().message()));
   }
-  if (!flags.ok()) {
-    std::cerr << "rerankctl: warning: " << flags.status().message() << "\n";
-  } else if (flags->status != 200) {
-    std::cerr << "rerankctl: warning: GET /flags: " << DescribeHttpError(flags->status, flags->body.dump())
-              << "\n";
+  admin::v1::FlagsView flags;
+  absl::StatusOr<long> flags_status = Call(**client, "GET", "/flags", nullptr, {200}, &flags);
+  const admin::v1::FlagsView* flags_or_null = flags_status.ok() ? &flags : nullptr;
+  if (args.bools.count("json")) {
+    json doc = {{"health", json::parse(MessageToJson(health))},
+                {"flags", flags_or_null != nullptr ? json::parse(MessageToJson(flags)) : json()}};
+    std::cout << Dump(doc) << "\n";
+  } else {
+    std::cout << FormatStatus(health, flags_or_null, (*client)->base_url());
+  }
+  if (!flags_status.ok()) {
+    std::cerr << "rerankctl: warning: GET /flags: " << flags_status.status().message() << "\n";
   }
   std::cout << std::flush;
-  const bool ready = health->body.contains("ready") && health->body["ready"] == true;
-  return health->status == 200 && ready ? kOk : kFailed;
+  return *health_status == 200 && health.ready() ? kOk : kFailed;
 }
 
 // ---- monitor ----
@@ -301,18 +389,20 @@ bool WaitForStopSignal(absl::Duration d) {
 }
 
 int Monitor(const ParsedArgs& args, const Globals& g, Clock* clock) {
-  if (args.positionals.size() > 1) return UsageError("monitor: at most one argument", kMonitorUsage);
+  if (args.positionals.size() > 1)
+    return UsageError("monitor: at most one argument", kMonitorUsage);
   double seconds = 5;
-  if (!args.positionals.empty() &&
-      (!absl::SimpleAtod(args.positionals[0], &seconds) || !(seconds > 0) || !std::isfinite(seconds))) {
-    return UsageError(absl::StrCat("monitor: SECONDS must be a positive number, got '",
-                                   args.positionals[0], "'"),
-                      kMonitorUsage);
+  if (!args.positionals.empty() && (!absl::SimpleAtod(args.positionals[0], &seconds) ||
+                                    !(seconds > 0) || !std::isfinite(seconds))) {
+    return UsageError(
+        absl::StrCat("monitor: SECONDS must be a positive number, got '", args.positionals[0], "'"),
+        kMonitorUsage);
   }
   int64_t count = -1;
   if (args.Has("count") && (!absl::SimpleAtoi(args.Get("count"), &count) || count < 1)) {
-    return UsageError(absl::StrCat("--count: must be a positive integer, got '", args.Get("count"), "'"),
-                      kMonitorUsage);
+    return UsageError(
+        absl::StrCat("--count: must be a positive integer, got '", args.Get("count"), "'"),
+        kMonitorUsage);
   }
   // Block SIGINT/SIGTERM before the HTTP client can start a thread (libcurl's threaded resolver),
   // so they stay pending until WaitForStopSignal takes them: Ctrl-C ends the loop cleanly.
@@ -332,13 +422,16 @@ int Monitor(const ParsedArgs& args, const Globals& g, Clock* clock) {
   std::optional<MonitorSample> previous;
   for (int64_t lines = 0; count < 0 || lines < count; ++lines) {
     const absl::Time started = clock->Now();
-    absl::StatusOr<JsonResponse> health = CallJson(**client, "GET", "/health");
+    admin::v1::Health health;
+    absl::StatusOr<long> status = Call(**client, "GET", "/health", nullptr, {200, 503}, &health);
     const absl::Time now = clock->Now();
-    if (!health.ok()) {
-      std::cout << FormatMonitorError(now, tz, std::string(health.status().message())) << std::endl;
+    if (!status.ok()) {
+      std::string error(status.status().message());
+      if (absl::IsFailedPrecondition(status.status())) error = "GET /health: " + error;
+      std::cout << FormatMonitorError(now, tz, Snippet(error, 300)) << std::endl;
     } else {
-      std::cout << FormatMonitorLine(health->body, now, previous, tz) << std::endl;
-      if (std::optional<MonitorSample> s = SampleOf(health->body, now); s.has_value()) previous = s;
+      std::cout << FormatMonitorLine(health, now, previous, tz) << std::endl;
+      previous = SampleOf(health, now);
     }
     if (count >= 0 && lines + 1 >= count) break;
     if (WaitForStopSignal(interval - (clock->Now() - started))) break;
@@ -353,11 +446,12 @@ int Check(const ParsedArgs& args, const Globals& g) {
   absl::StatusOr<std::unique_ptr<AdminHttpClient>> client = MakeClient(g);
   if (!client.ok()) return UsageError(std::string(client.status().message()), kCheckUsage);
   CheckOptions options;
-  options.config_path = args.Get("config");
+  options.config_path = g.config_path;
   options.env = ProcessEnv();
   options.cores = std::thread::hardware_concurrency();
   std::cout << "pre-deployment checks (admin " << (*client)->base_url() << ", config "
-            << (options.config_path.empty() ? "built-in defaults + environment" : options.config_path)
+            << (options.config_path.empty() ? "built-in defaults + environment"
+                                            : options.config_path)
             << ")\n";
   std::vector<CheckResult> results = RunPreDeploymentChecks(
       options, [&client](std::string_view path) { return (*client)->Get(path); });
@@ -368,11 +462,23 @@ int Check(const ParsedArgs& args, const Globals& g) {
 // ---- rerank ----
 
 const char* GrpcCodeName(grpc::StatusCode code) {
-  static constexpr const char* kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static constexpr const char* kNames[] = {"OK",
+                                           "CANCELLED",
+                                           "UNKNOWN",
+                                           "INVALID_ARGUMENT",
+                                           "DEADLINE_EXCEEDED",
+                                           "NOT_FOUND",
+                                           "ALREADY_EXISTS",
+                                           "PERMISSION_DENIED",
+                                           "RESOURCE_EXHAUSTED",
+                                           "FAILED_PRECONDITION",
+                                           "ABORTED",
+                                           "OUT_OF_RANGE",
+                                           "UNIMPLEMENTED",
+                                           "INTERNAL",
+                                           "UNAVAILABLE",
+                                           "DATA_LOSS",
+                                           "UNAUTHENTICATED"};
   const int i = static_cast<int>(code);
   return i >= 0 && i < static_cast<int>(std::size(kNames)) ? kNames[i] : "UNKNOWN_CODE";
 }
@@ -412,12 +518,13 @@ int Rerank(const ParsedArgs& args, const Globals& g) {
   if (!args.Has("query")) return UsageError("rerank: --query is required", kRerankUsage);
   absl::StatusOr<std::vector<Doc>> docs = ReadDocs(args);
   if (!docs.ok()) return UsageError(std::string(docs.status().message()), kRerankUsage);
-  if (docs->empty()) return UsageError("rerank: give at least one --doc or a --docs-file", kRerankUsage);
+  if (docs->empty())
+    return UsageError("rerank: give at least one --doc or a --docs-file", kRerankUsage);
   uint32_t top_n = 0;
   if (args.Has("top-n") && !absl::SimpleAtoi(args.Get("top-n"), &top_n)) {
-    return UsageError(absl::StrCat("--top-n: must be a non-negative integer, got '",
-                                   args.Get("top-n"), "'"),
-                      kRerankUsage);
+    return UsageError(
+        absl::StrCat("--top-n: must be a non-negative integer, got '", args.Get("top-n"), "'"),
+        kRerankUsage);
   }
   rerank::v1::RerankRequest request;
   request.set_query(args.Get("query"));
@@ -463,21 +570,22 @@ int Rerank(const ParsedArgs& args, const Globals& g) {
                          {"id", r.id()},
                          {"text", text_of(r.index())}});
     }
-    std::cout << DumpJson(json{{"model_name", response.model_name()},
-                               {"model_version", response.model_version()},
-                               {"reranked", response.reranked()},
-                               {"request_id", response.request_id()},
-                               {"cache_hits", response.cache_hits()},
-                               {"results", results}},
-                          /*indent=*/2)
+    std::cout << Dump(json{{"model_name", response.model_name()},
+                           {"model_version", response.model_version()},
+                           {"reranked", response.reranked()},
+                           {"request_id", response.request_id()},
+                           {"cache_hits", response.cache_hits()},
+                           {"results", results}})
               << std::endl;
     return kOk;
   }
   std::cout << "model " << response.model_name() << " (version " << response.model_version()
-            << "), reranked: " << (response.reranked() ? "yes" : "NO (reranker disabled: original order)")
-            << ", cache hits: " << response.cache_hits() << ", request_id: " << response.request_id()
-            << "\n";
-  std::cout << absl::StrFormat("%4s  %10s  %5s  %-12s  %s\n", "RANK", "SCORE", "INDEX", "ID", "TEXT");
+            << "), reranked: "
+            << (response.reranked() ? "yes" : "NO (reranker disabled: original order)")
+            << ", cache hits: " << response.cache_hits()
+            << ", request_id: " << response.request_id() << "\n";
+  std::cout << absl::StrFormat("%4s  %10s  %5s  %-12s  %s\n", "RANK", "SCORE", "INDEX", "ID",
+                               "TEXT");
   for (int i = 0; i < response.results_size(); ++i) {
     const rerank::v1::RerankResult& r = response.results(i);
     std::cout << absl::StrFormat("%4d  %10.4f  %5d  %-12s  %s\n", i + 1, r.score(), r.index(),
@@ -492,8 +600,8 @@ int Main(int argc, char** argv) {
   std::vector<std::string> raw(argv + 1, argv + argc);
   absl::StatusOr<ParsedArgs> args = ParseArgs(raw, CommandFlags());
   const std::map<std::string, const char*> usages = {
-      {"stage", kStageUsage},     {"status", kStatusUsage}, {"monitor", kMonitorUsage},
-      {"check", kCheckUsage},     {"rerank", kRerankUsage},
+      {"stage", kStageUsage},     {"reload", kReloadUsage}, {"status", kStatusUsage},
+      {"monitor", kMonitorUsage}, {"check", kCheckUsage},   {"rerank", kRerankUsage},
   };
   if (!args.ok()) {
     // Show the command's usage when the command is known, else the main usage.
@@ -513,7 +621,8 @@ int Main(int argc, char** argv) {
     return UsageError("missing command", kMainUsage);
   }
   auto usage = usages.find(args->command);
-  if (usage == usages.end()) return UsageError(absl::StrCat("unknown command '", args->command, "'"), kMainUsage);
+  if (usage == usages.end())
+    return UsageError(absl::StrCat("unknown command '", args->command, "'"), kMainUsage);
   if (args->help) {
     std::cout << usage->second;
     return kOk;
@@ -521,6 +630,7 @@ int Main(int argc, char** argv) {
   absl::StatusOr<Globals> globals = ReadGlobals(*args);
   if (!globals.ok()) return UsageError(std::string(globals.status().message()), usage->second);
   if (args->command == "stage") return Stage(*args, *globals);
+  if (args->command == "reload") return Reload(*args, *globals);
   if (args->command == "status") return Status(*args, *globals);
   if (args->command == "monitor") return Monitor(*args, *globals, RealClock::Get());
   if (args->command == "check") return Check(*args, *globals);

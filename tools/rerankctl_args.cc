@@ -37,6 +37,8 @@ const std::vector<FlagSpec>& GlobalFlags() {
       {"admin", FlagKind::kValue},
       {"target", FlagKind::kValue},
       {"token", FlagKind::kValue},
+      {"token-file", FlagKind::kValue},
+      {"config", FlagKind::kValue},
       {"timeout", FlagKind::kValue},
   };
   return *flags;

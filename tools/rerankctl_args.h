@@ -36,7 +36,7 @@ struct ParsedArgs {
   const std::vector<std::string>& GetAll(const std::string& name) const;
 };
 
-// Flags accepted by every command: --admin, --target, --token, --timeout.
+// Flags accepted by every command: --admin, --target, --token, --token-file, --config, --timeout.
 const std::vector<FlagSpec>& GlobalFlags();
 
 // Parses argv[1..] in two steps: the command is the first non-flag argument (global flags may come

@@ -7,7 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "google/protobuf/descriptor.h"
 #include "nlohmann/json.hpp"
+#include "rerank/admin/v1/admin.pb.h"
 #include "tools/rerankctl_format.h"
 
 namespace rerank::ctl {
@@ -16,8 +18,12 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-CheckResult Pass(std::string name, std::string detail) { return {std::move(name), true, std::move(detail)}; }
-CheckResult Fail(std::string name, std::string detail) { return {std::move(name), false, std::move(detail)}; }
+CheckResult Pass(std::string name, std::string detail) {
+  return {std::move(name), true, std::move(detail)};
+}
+CheckResult Fail(std::string name, std::string detail) {
+  return {std::move(name), false, std::move(detail)};
+}
 
 CheckResult CheckModelFiles(const std::string& dir) {
   const char* kName = "model files";
@@ -33,7 +39,8 @@ CheckResult CheckModelFiles(const std::string& dir) {
     }
   }
   if (!missing.empty()) {
-    return Fail(kName, absl::StrCat(dir, ": missing or unreadable: ", absl::StrJoin(missing, ", ")));
+    return Fail(kName,
+                absl::StrCat(dir, ": missing or unreadable: ", absl::StrJoin(missing, ", ")));
   }
   return Pass(kName, absl::StrCat(dir, " has model.pt, vocab.txt, model.yaml"));
 }
@@ -61,23 +68,34 @@ CheckResult CheckWritableDir(const std::string& name, const std::string& key,
     return Fail(name, absl::StrCat(key, "=", file, ": file exists but is not readable"));
   }
   if (existing != dir) {
-    return Pass(name, absl::StrCat(dir.string(), " will be created (", existing.string(),
-                                   " is writable)"));
+    return Pass(
+        name, absl::StrCat(dir.string(), " will be created (", existing.string(), " is writable)"));
   }
   return Pass(name, absl::StrCat(dir.string(), " is writable"));
 }
 
+// The remote checks that cannot run without a /health answer: `why` is why there is none.
+std::vector<CheckResult> AddUnknownRemote(const std::string& why,
+                                          std::vector<CheckResult>* results) {
+  results->push_back(Fail("health", why));
+  results->push_back(Fail("reranker enabled", "unknown: no /health answer"));
+  results->push_back(Fail("stats available", "unknown: no /health answer"));
+  return std::move(*results);
+}
+
 }  // namespace
 
-std::vector<CheckResult> RunPreDeploymentChecks(const CheckOptions& options, const HttpGetter& get) {
+std::vector<CheckResult> RunPreDeploymentChecks(const CheckOptions& options,
+                                                const HttpGetter& get) {
   std::vector<CheckResult> results;
   std::error_code ec;
   if (!options.config_path.empty()) {
-    if (fs::is_regular_file(options.config_path, ec) && access(options.config_path.c_str(), R_OK) == 0) {
+    if (fs::is_regular_file(options.config_path, ec) &&
+        access(options.config_path.c_str(), R_OK) == 0) {
       results.push_back(Pass("config file", options.config_path));
     } else {
-      results.push_back(Fail("config file", absl::StrCat(options.config_path,
-                                                         " does not exist or is not readable")));
+      results.push_back(Fail(
+          "config file", absl::StrCat(options.config_path, " does not exist or is not readable")));
     }
   }
   absl::StatusOr<Config> config = LoadConfig(options.config_path, options.env);
@@ -98,67 +116,89 @@ std::vector<CheckResult> RunPreDeploymentChecks(const CheckOptions& options, con
 
   // Remote checks, all from one GET /health.
   absl::StatusOr<HttpResponse> health = get("/health");
-  json body;
-  std::string why_no_body;
-  if (!health.ok()) {
-    why_no_body = std::string(health.status().message());
-  } else {
-    body = json::parse(health->body, nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded() || !body.is_object()) {
-      why_no_body = absl::StrCat("GET /health answered HTTP ", health->status,
-                                 " with a body that is not a JSON object: ", Snippet(health->body, 120));
-    }
+  if (!health.ok()) return AddUnknownRemote(std::string(health.status().message()), &results);
+  admin::v1::Health h;
+  if (health->status != 200 && health->status != 503) {
+    // Not a /health answer (a proxy's error page, an error body): say what came back.
+    return AddUnknownRemote(
+        absl::StrCat("GET /health failed: ", DescribeHttpError(health->status, health->body)),
+        &results);
   }
-  if (!why_no_body.empty()) {
-    results.push_back(Fail("health", why_no_body));
-    results.push_back(Fail("reranker enabled", "unknown: no /health answer"));
-    results.push_back(Fail("stats available", "unknown: no /health answer"));
-    return results;
+  if (absl::Status s = ParseAnswer(health->body, &h, "body"); !s.ok()) {
+    return AddUnknownRemote(absl::StrCat("GET /health answered HTTP ", health->status,
+                                         " with a body that does not match the admin contract (",
+                                         s.message(), "): ", Snippet(health->body, 120)),
+                            &results);
   }
-  const std::string status =
-      body.contains("status") && body["status"].is_string() ? body["status"].get<std::string>() : "?";
-  if (health->status == 200 && status == "healthy") {
+  if (health->status == 200 && h.status() == "healthy") {
     results.push_back(Pass("health", "GET /health -> 200, status healthy"));
   } else {
-    std::string why = absl::StrCat("GET /health -> ", health->status, ", status ", status);
+    std::string why = absl::StrCat("GET /health -> ", health->status, ", status ",
+                                   h.status().empty() ? "?" : h.status());
     if (health->status != 200) {
       // /ready says why the server is not ready (loading, warming up, draining).
       absl::StatusOr<HttpResponse> ready = get("/ready");
-      if (ready.ok()) {
-        json r = json::parse(ready->body, nullptr, false);
-        if (r.is_object() && r.contains("reason") && r["reason"].is_string()) {
-          absl::StrAppend(&why, " (not ready: ", r["reason"].get<std::string>(), ")");
-        }
+      admin::v1::Readiness r;
+      if (ready.ok() && ParseAnswer(ready->body, &r, "GET /ready").ok() && !r.reason().empty()) {
+        absl::StrAppend(&why, " (not ready: ", r.reason(), ")");
       }
-    } else if (status == "degraded") {
+    } else if (h.status() == "degraded") {
       absl::StrAppend(&why, " (error rate above 5% in the stats window)");
     }
     results.push_back(Fail("health", why));
   }
-  const json* reranker = body.contains("reranker") ? &body["reranker"] : nullptr;
-  if (reranker != nullptr && reranker->is_object() && reranker->contains("enabled") &&
-      (*reranker)["enabled"].is_boolean()) {
-    if ((*reranker)["enabled"].get<bool>()) {
-      results.push_back(Pass("reranker enabled", ".reranker.enabled is true"));
-    } else {
-      const std::string stage = reranker->contains("stage") && (*reranker)["stage"].is_string()
-                                    ? (*reranker)["stage"].get<std::string>()
-                                    : "?";
-      results.push_back(Fail("reranker enabled",
-                             absl::StrCat(".reranker.enabled is false (stage ", stage,
-                                          "): requests pass through unranked")));
-    }
+  if (h.reranker().enabled()) {
+    results.push_back(Pass("reranker enabled", ".reranker.enabled is true"));
   } else {
-    results.push_back(Fail("reranker enabled", ".reranker.enabled is missing or not a bool"));
+    const std::string& stage = h.reranker().stage();
+    results.push_back(Fail("reranker enabled", absl::StrCat(".reranker.enabled is false (stage ",
+                                                            stage.empty() ? "?" : stage,
+                                                            "): requests pass through unranked")));
   }
-  std::vector<std::string> problems = StatsProblems(body);
+  // The message parsed, so every field present has the contract's type; a field the server left
+  // out would read as 0 / false, which is why presence is checked on the JSON itself.
+  const json raw = json::parse(health->body, nullptr, /*allow_exceptions=*/false);
+  std::vector<std::string> problems = StatsProblems(raw);
   if (problems.empty()) {
-    results.push_back(Pass("stats available", absl::StrCat("all ", StatsFields().size(),
+    results.push_back(Pass("stats available", absl::StrCat("all ", StatsFieldNames().size(),
                                                            " .reranker.stats fields present")));
   } else {
     results.push_back(Fail("stats available", absl::StrJoin(problems, ", ")));
   }
   return results;
+}
+
+std::vector<std::string> StatsFieldNames() {
+  const google::protobuf::Descriptor* d = admin::v1::Stats::descriptor();
+  std::vector<std::string> names;
+  names.reserve(d->field_count());
+  for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->name());
+  return names;
+}
+
+std::vector<std::string> StatsProblems(const json& health) {
+  const json* stats = nullptr;
+  if (health.is_object()) {
+    auto reranker = health.find("reranker");
+    if (reranker != health.end() && reranker->is_object()) {
+      auto it = reranker->find("stats");
+      if (it != reranker->end() && !it->is_null()) stats = &*it;
+    }
+  }
+  if (stats == nullptr) return {".reranker.stats is missing"};
+  if (!stats->is_object()) return {".reranker.stats is not an object"};
+  std::vector<std::string> missing;
+  const google::protobuf::Descriptor* d = admin::v1::Stats::descriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const google::protobuf::FieldDescriptor* f = d->field(i);
+    // The API renders proto field names; the lowerCamelCase JSON name is accepted as well, as
+    // the parser does. A null counts as absent (the parser leaves the field unset).
+    auto it = stats->find(f->name());
+    if (it == stats->end() || it->is_null()) it = stats->find(f->json_name());
+    if (it == stats->end() || it->is_null())
+      missing.push_back(absl::StrCat(f->name(), " (missing)"));
+  }
+  return missing;
 }
 
 std::string FormatCheckResults(const std::vector<CheckResult>& results) {
