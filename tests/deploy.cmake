@@ -54,3 +54,8 @@ gtest_discover_tests(helm_flags_test
   PROPERTIES FIXTURES_REQUIRED helm_renderer LABELS deploy
              ENVIRONMENT "RERANK_SOURCE_DIR=${CMAKE_SOURCE_DIR}\\;RERANK_BUILD_DIR=${CMAKE_BINARY_DIR}"
   DISCOVERY_TIMEOUT 60)
+
+add_test(NAME deploy_backup_audit_test
+         COMMAND ${RERANK_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/deploy_backup_audit_test.py)
+set_tests_properties(deploy_backup_audit_test PROPERTIES
+  TIMEOUT 60 LABELS "deploy;python" ENVIRONMENT "${_deploy_env}")
