@@ -16,7 +16,7 @@
 # 2 usage error.
 set -euo pipefail
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "backup_audit: $*" >&2; exit 1; }
 
 audit_log="${RERANKER_AUDIT_LOG:-data/reranker_audit.jsonl}"
