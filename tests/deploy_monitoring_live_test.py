@@ -3,8 +3,8 @@
 real Prometheus (Debian's, on a free loopback port with temporary storage) that scrapes rerankd's
 admin GET /metrics with the project's scrape config and rules (deploy/prometheus/).
 
-Traffic: several well-behaved clients (repeated candidates, so the score cache hits), one greedy
-client over its rate limit, invalid requests (empty query, INVALID_ARGUMENT) and RerankBatch
+Traffic: several well-behaved clients (the same query, so the score cache hits), two greedy
+clients over their rate limit, invalid requests (empty query, INVALID_ARGUMENT) and RerankBatch
 calls. Then, through Prometheus' HTTP API:
   - every recording and alert rule of deploy/prometheus/rules is loaded and evaluates with
     health "ok";
@@ -44,7 +44,7 @@ DASHBOARD = os.path.join(GRAFANA_DIR, "dashboards", "rerankd.json")
 # covers the traffic (Grafana computes $__rate_interval from the scrape interval and the range).
 VARIABLES = {"__rate_interval": "1m", "__interval": "15s", "__range": "1h",
              "job": "rerankd", "instance": ".*"}
-RATE_LIMIT_PER_MINUTE = 20
+RATE_LIMIT_PER_MINUTE = 10
 
 
 def substitute(expr):
@@ -300,21 +300,23 @@ class MonitoringLiveTest(unittest.TestCase):
                 counts[got] += 1
                 return got
 
-            # Spread over several seconds (several scrapes). Per round: 4 polite clients (each
-            # well under its limit; the same query twice, so the second is a cache hit), the
-            # greedy client (its burst of RATE_LIMIT_PER_MINUTE requests passes, then it gets a
-            # token every 3 s and is mostly denied), an invalid request and a RerankBatch.
-            greedy = {"ok": 0, "rate_limited": 0}
-            for rnd in range(8):
+            # Spread over several seconds (several scrapes). Per round: 4 polite clients, one
+            # request each, well under their limit, all with the same query (so 3 of the 4 are
+            # cache hits); two greedy clients, 5 requests each (a burst of
+            # RATE_LIMIT_PER_MINUTE passes, then a token every 60/RATE_LIMIT_PER_MINUTE s, so
+            # most are denied); an invalid request (empty query); a RerankBatch.
+            greedy = {c: {"ok": 0, "rate_limited": 0} for c in ("greedy-a", "greedy-b")}
+            rounds = 8
+            for rnd in range(rounds):
                 for c in range(4):
-                    for _ in range(2):
-                        call(stub.Rerank, pb.RerankRequest(
-                            query="population of Berlin, round %d" % rnd, documents=docs,
-                            client_id="polite-%d" % c), "ok")
-                for _ in range(6):
-                    greedy[call(stub.Rerank, pb.RerankRequest(query="greedy", documents=docs,
-                                                              client_id="greedy"),
-                                "ok", "rate_limited")] += 1
+                    call(stub.Rerank, pb.RerankRequest(
+                        query="population of Berlin, round %d" % rnd, documents=docs,
+                        client_id="polite-%d" % c), "ok")
+                for client, got in greedy.items():
+                    for _ in range(5):
+                        got[call(stub.Rerank, pb.RerankRequest(query="greedy", documents=docs,
+                                                               client_id=client),
+                                 "ok", "rate_limited")] += 1
                 call(stub.Rerank, pb.RerankRequest(query="  ", documents=docs,
                                                    client_id="broken"), "error")
                 call(stub.RerankBatch, pb.RerankBatchRequest(
@@ -322,8 +324,10 @@ class MonitoringLiveTest(unittest.TestCase):
                                                    pb.RerankRequest(query="Paris", documents=docs)]),
                      "ok")
                 time.sleep(0.5)
-        self.assertGreaterEqual(greedy["ok"], RATE_LIMIT_PER_MINUTE)
-        self.assertGreaterEqual(greedy["rate_limited"], 48 - RATE_LIMIT_PER_MINUTE - 10)
+        for client, got in greedy.items():
+            self.assertGreaterEqual(got["ok"], RATE_LIMIT_PER_MINUTE, client)
+            self.assertGreaterEqual(got["rate_limited"], rounds * 5 - RATE_LIMIT_PER_MINUTE - 10,
+                                    client)
         return counts
 
     def test_dashboard_and_rules_against_live_prometheus(self):
