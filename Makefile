@@ -5,8 +5,16 @@ JOBS ?= $(shell nproc)
 CONFIG ?=
 # `make test` passes these to ctest, e.g. `make test CTEST_ARGS="-R tokenizer"`.
 CTEST_ARGS ?=
+# ccache, when installed, makes rebuilds (and the sanitizer builds) cheap.
+LAUNCHER := $(if $(shell command -v ccache 2>/dev/null),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache,)
+# Sanitizer runs: every C++ and driver test except the pure-Python exporter test (no C++ in it).
+SAN_CTEST_ARGS ?= -E "^export_model_test$$"
+SAN_ENV := UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
+  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0 \
+  TSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/tsan.supp:halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0
 
-.PHONY: all deps configure build demo-model run test bench clean
+.PHONY: all deps configure build demo-model run test test-asan test-tsan bench clean
 
 all: build
 
@@ -14,7 +22,7 @@ deps:
 	@bash deploy/install_deps.sh
 
 configure: deps
-	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(LAUNCHER)
 
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -31,8 +39,19 @@ run: build demo-model
 test: build
 	@cd $(BUILD) && ctest --output-on-failure --timeout 900 -j 2 $(CTEST_ARGS)
 
+# AddressSanitizer + UndefinedBehaviorSanitizer, and ThreadSanitizer: separate build trees.
+test-asan: deps
+	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRERANK_SANITIZE=address $(LAUNCHER)
+	@cmake --build build-asan -j $(JOBS)
+	@cd build-asan && $(SAN_ENV) ctest --output-on-failure --timeout 1800 -j 2 $(SAN_CTEST_ARGS) $(CTEST_ARGS)
+
+test-tsan: deps
+	@cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRERANK_SANITIZE=thread $(LAUNCHER)
+	@cmake --build build-tsan -j $(JOBS)
+	@cd build-tsan && $(SAN_ENV) ctest --output-on-failure --timeout 1800 -j 2 $(SAN_CTEST_ARGS) $(CTEST_ARGS)
+
 bench: build demo-model
 	@bash bench/run_bench.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan build-tsan

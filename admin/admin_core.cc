@@ -7,38 +7,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "admin/flags_proto.h"
+#include "common/status_macros.h"
 
 namespace rerank {
-
-using json = nlohmann::json;
-
-json HealthReport::ToJson() const {
-  json stats_json = {
-      {"total_reranks", stats.total_requests},
-      {"avg_latency_ms", stats.avg_latency_ms},
-      {"p95_latency_ms", stats.p95_latency_ms},
-      {"p99_latency_ms", stats.p99_latency_ms},
-      {"cache_hit_rate_percent", stats.cache_hit_rate_percent},
-      {"target_latency_met_rate_percent", stats.target_latency_met_rate_percent},
-      {"cache_enabled", cache_enabled},
-      {"cache_size", cache_size},
-      {"cache_max_size", cache_max_size},
-      {"target_latency_ms", static_cast<int64_t>(stats.target_latency_ms)},
-      {"error_rate_percent", stats.error_rate_percent},
-      {"window_seconds", stats.window_seconds},
-      {"requests_in_window", stats.requests_in_window},
-  };
-  return json{
-      {"status", status},
-      {"ready", readiness.ready},
-      {"uptime_seconds", uptime_seconds},
-      {"model",
-       {{"name", model_name}, {"version", model_version}, {"precision", precision}, {"demo", demo}}},
-      {"reranker",
-       {{"enabled", flags.reranker_enabled}, {"stage", flags.stage}, {"stats", std::move(stats_json)}}},
-      {"flags", FlagsToJson(flags)},
-  };
-}
 
 absl::StatusOr<std::unique_ptr<AdminCore>> AdminCore::Create(Options options, Deps deps) {
   if (deps.flags == nullptr) return absl::InvalidArgumentError("AdminCore: flags is required");
@@ -51,41 +23,60 @@ absl::StatusOr<std::unique_ptr<AdminCore>> AdminCore::Create(Options options, De
 
 Readiness AdminCore::GetReadiness() const { return deps_.readiness(); }
 
-HealthReport AdminCore::Health() const {
-  HealthReport h;
-  h.readiness = GetReadiness();
-  h.uptime_seconds = std::max<int64_t>(
-      0, absl::ToInt64Seconds(deps_.clock->Now() - deps_.start));
-  h.model_name = deps_.model_name;
-  h.model_version = deps_.model_version;
-  h.precision = deps_.precision;
-  h.demo = deps_.demo_model;
-  h.flags = *deps_.flags->Current();
-  h.stats = deps_.stats->GetSnapshot();
-  h.cache_enabled = deps_.cache != nullptr && h.flags.cache_enabled;
+admin::v1::Health AdminCore::Health() const {
+  const Readiness readiness = GetReadiness();
+  const FeatureFlags flags = *deps_.flags->Current();
+  const LiveStats::Snapshot snap = deps_.stats->GetSnapshot();
+  admin::v1::Health h;
+  h.set_ready(readiness.ready);
+  if (!readiness.ready) {
+    h.set_status("unhealthy");
+  } else if (snap.error_rate_percent > kDegradedErrorRatePercent) {
+    h.set_status("degraded");
+  } else {
+    h.set_status("healthy");
+  }
+  h.set_uptime_seconds(static_cast<uint32_t>(
+      std::max<int64_t>(0, absl::ToInt64Seconds(deps_.clock->Now() - deps_.start))));
+  admin::v1::Model* model = h.mutable_model();
+  model->set_name(deps_.model_name);
+  model->set_version(deps_.model_version);
+  model->set_precision(deps_.precision);
+  model->set_demo(deps_.demo_model);
+  admin::v1::Reranker* reranker = h.mutable_reranker();
+  reranker->set_enabled(flags.reranker_enabled);
+  reranker->set_stage(flags.stage);
+  admin::v1::Stats* s = reranker->mutable_stats();
+  s->set_total_reranks(static_cast<double>(snap.total_requests));
+  s->set_avg_latency_ms(snap.avg_latency_ms);
+  s->set_p95_latency_ms(snap.p95_latency_ms);
+  s->set_p99_latency_ms(snap.p99_latency_ms);
+  s->set_cache_hit_rate_percent(snap.cache_hit_rate_percent);
+  s->set_target_latency_met_rate_percent(snap.target_latency_met_rate_percent);
+  s->set_cache_enabled(deps_.cache != nullptr && flags.cache_enabled);
   if (deps_.cache != nullptr) {
     const ScoreCache::Stats cs = deps_.cache->GetStats();
-    h.cache_size = cs.size;
-    h.cache_max_size = cs.max_entries;
+    s->set_cache_size(static_cast<uint32_t>(cs.size));
+    s->set_cache_max_size(static_cast<uint32_t>(cs.max_entries));
   }
-  if (!h.readiness.ready) {
-    h.status = "unhealthy";
-  } else if (h.stats.error_rate_percent > kDegradedErrorRatePercent) {
-    h.status = "degraded";
-  } else {
-    h.status = "healthy";
-  }
+  s->set_target_latency_ms(static_cast<uint32_t>(snap.target_latency_ms));
+  s->set_error_rate_percent(snap.error_rate_percent);
+  s->set_window_seconds(static_cast<uint32_t>(snap.window_seconds));
+  s->set_requests_in_window(static_cast<uint32_t>(snap.requests_in_window));
+  *h.mutable_flags() = FlagsToProto(flags);
   return h;
 }
 
-json AdminCore::FlagsView() const {
+admin::v1::FlagsView AdminCore::FlagsView() const {
   const std::shared_ptr<const FeatureFlags> flags = deps_.flags->Current();
   const FlagsMetadata meta = deps_.flags->metadata();
-  return json{{"flags", FlagsToJson(*flags)},
-              {"stage", flags->stage},
-              {"updated_by", meta.updated_by},
-              {"updated_at", meta.updated_at},
-              {"stages", StageNames()}};
+  admin::v1::FlagsView view;
+  *view.mutable_flags() = FlagsToProto(*flags);
+  view.set_stage(flags->stage);
+  view.set_updated_by(meta.updated_by);
+  view.set_updated_at(meta.updated_at);
+  for (const std::string& stage : StageNames()) view.add_stages(stage);
+  return view;
 }
 
 std::string AdminCore::MetricsText() const {
@@ -142,8 +133,9 @@ absl::Status AdminCore::Authorize(const std::optional<std::string>& presented) c
   return absl::OkStatus();
 }
 
-absl::StatusOr<json> AdminCore::SetStage(const std::string& stage, const std::string& actor) {
-  if (absl::Status s = ValidateActor(actor); !s.ok()) return s;
+absl::StatusOr<admin::v1::FlagsView> AdminCore::SetStage(const std::string& stage,
+                                                        const std::string& actor) {
+  RETURN_IF_ERROR(ValidateActor(actor));
   if (stage == kCustomStage) {
     return absl::InvalidArgumentError(
         "stage: 'custom' is not a stage to set; change individual values with a flags patch");
@@ -152,59 +144,60 @@ absl::StatusOr<json> AdminCore::SetStage(const std::string& stage, const std::st
   if (absl::IsInvalidArgument(s) && !absl::StartsWith(s.message(), "stage")) {
     s = absl::InvalidArgumentError(absl::StrCat("stage: ", s.message()));
   }
-  if (!s.ok()) return s;
+  RETURN_IF_ERROR(s);
   return FlagsView();
 }
 
-absl::StatusOr<json> AdminCore::PatchFlags(const json& patch, const std::string& actor) {
-  if (absl::Status s = ValidateActor(actor); !s.ok()) return s;
-  if (!patch.is_object()) return absl::InvalidArgumentError("flags: must be a JSON object");
+absl::StatusOr<admin::v1::FlagsView> AdminCore::PatchFlags(const admin::v1::Flags& patch,
+                                                          const std::string& actor) {
+  RETURN_IF_ERROR(ValidateActor(actor));
   FeatureFlags base = *deps_.flags->Current();
-  json rest = patch;
-  if (auto it = patch.find("stage"); it != patch.end()) {
-    if (!it->is_string()) return absl::InvalidArgumentError("stage: must be a string");
-    const std::string stage = it->get<std::string>();
-    if (stage == kCustomStage) {
+  admin::v1::Flags rest = patch;
+  if (patch.has_stage()) {
+    if (patch.stage() == kCustomStage) {
       base.stage = kCustomStage;
     } else {
       // The named stage's own values first, then the rest of the patch on top, so
       // {"stage": "cache-10"} alone equals SetStage("cache-10").
-      absl::StatusOr<FeatureFlags> staged = ApplyStage(stage, base);
+      absl::StatusOr<FeatureFlags> staged = ApplyStage(patch.stage(), base);
       if (!staged.ok()) {
         return absl::InvalidArgumentError(absl::StrCat("stage: ", staged.status().message()));
       }
       base = *std::move(staged);
     }
-    rest.erase("stage");
+    rest.clear_stage();
   }
-  absl::StatusOr<FeatureFlags> next = FlagsFromJson(rest, base);
-  if (!next.ok()) return next.status();
+  ASSIGN_OR_RETURN(FeatureFlags next, ApplyFlagsPatch(rest, base));
   // A stage name must describe the flags: if the patch moved a value that the stage prescribes
   // (e.g. cache.traffic_percent under cache-50), the result is "custom". Values a stage does not
   // govern (rate limits, say) keep the stage's name.
-  if (next->stage != kCustomStage) {
-    absl::StatusOr<FeatureFlags> restaged = ApplyStage(next->stage, *next);
-    if (!restaged.ok() || *restaged != *next) next->stage = kCustomStage;
+  if (next.stage != kCustomStage) {
+    absl::StatusOr<FeatureFlags> restaged = ApplyStage(next.stage, next);
+    if (!restaged.ok() || *restaged != next) next.stage = kCustomStage;
   }
-  if (absl::Status s = deps_.flags->Set(*next, actor); !s.ok()) return s;
+  RETURN_IF_ERROR(deps_.flags->Set(next, actor));
   return FlagsView();
 }
 
-AdminCore::ReloadResult AdminCore::Reload(const std::string& actor, const std::string& source) {
-  ReloadResult r;
+admin::v1::ReloadResponse AdminCore::Reload(const std::string& actor, const std::string& source) {
+  admin::v1::ReloadResponse r;
+  absl::Status error;
   absl::StatusOr<bool> applied = deps_.flags->CheckNow();
   if (applied.ok()) {
-    r.reloaded = *applied;
+    r.set_reloaded(*applied);
   } else {
-    r.error = applied.status();
+    error = applied.status();
+    r.set_error(std::string(error.message()));
   }
-  r.flags = FlagsToJson(*deps_.flags->Current());
-  json ev = {{"actor", actor},
-             {"source", source},
-             {"path", deps_.flags->path()},
-             {"reloaded", r.reloaded},
-             {"stage", r.flags["stage"]},
-             {"error", r.error.ok() ? json(nullptr) : json(std::string(r.error.message()))}};
+  const FeatureFlags flags = *deps_.flags->Current();
+  *r.mutable_flags() = FlagsToProto(flags);
+  nlohmann::json ev = {
+      {"actor", actor},
+      {"source", source},
+      {"path", deps_.flags->path()},
+      {"reloaded", r.reloaded()},
+      {"stage", flags.stage},
+      {"error", error.ok() ? nlohmann::json(nullptr) : nlohmann::json(r.error())}};
   deps_.audit->Record("config_reload", std::move(ev));
   return r;
 }

@@ -1,7 +1,8 @@
 // The admin plane's logic, independent of transport: health and readiness reports, flag reads and
-// changes, reloads, the metrics text, and the admin-token check. The HTTP server
-// (admin/http_server.h) and the admin gRPC service (admin/admin_service.h) are thin adapters
-// over it, so both transports answer identically (the contract is listed in admin/http_server.h).
+// changes, reloads, the metrics text, and the admin-token check. Its answers are the messages of
+// the admin contract (proto/rerank/admin/v1/admin.proto); the HTTP server (admin/http_server.h,
+// rendering them as JSON) and the admin gRPC service (admin/admin_service.h) are thin adapters
+// over it, so both transports answer identically.
 //
 // Flag changes go only through the FlagStore, which writes the file, records the `flag_change`
 // audit event and notifies listeners; a reload records a `config_reload` audit event here.
@@ -30,31 +31,11 @@
 #include "common/audit_sink.h"
 #include "common/clock.h"
 #include "common/flag_store.h"
+#include "common/observers.h"
 #include "common/score_cache.h"
-#include "nlohmann/json.hpp"
+#include "rerank/admin/v1/admin.pb.h"
 
 namespace rerank {
-
-struct Readiness {
-  bool ready = false;
-  std::string reason;  // why not ready; empty when ready
-};
-
-// The typed content of GET /health (and admin GetStats).
-struct HealthReport {
-  std::string status;  // healthy | degraded | unhealthy
-  Readiness readiness;
-  int64_t uptime_seconds = 0;
-  std::string model_name, model_version, precision;
-  bool demo = false;
-  FeatureFlags flags;
-  LiveStats::Snapshot stats;
-  bool cache_enabled = false;
-  uint64_t cache_size = 0;
-  uint64_t cache_max_size = 0;
-  // The JSON body of the admin API contract.
-  nlohmann::json ToJson() const;
-};
 
 // Above this windowed error rate (percent) /health reports "degraded".
 inline constexpr double kDegradedErrorRatePercent = 5.0;
@@ -89,9 +70,10 @@ class AdminCore {
   static absl::StatusOr<std::unique_ptr<AdminCore>> Create(Options options, Deps deps);
 
   Readiness GetReadiness() const;
-  HealthReport Health() const;
-  // GET /flags body: {"flags", "stage", "updated_by", "updated_at", "stages"}.
-  nlohmann::json FlagsView() const;
+  // GET /health, GetStats.
+  admin::v1::Health Health() const;
+  // GET /flags, GetFlags.
+  admin::v1::FlagsView FlagsView() const;
   // Prometheus text exposition of the registry (empty without metrics).
   std::string MetricsText() const;
 
@@ -102,17 +84,15 @@ class AdminCore {
   // State-changing calls: the caller has Authorize()d. Return FlagsView() after the change;
   // InvalidArgument naming the key for an unknown stage / bad patch / bad actor (ValidateActor);
   // the FlagStore's error if the file cannot be written.
-  absl::StatusOr<nlohmann::json> SetStage(const std::string& stage, const std::string& actor);
-  absl::StatusOr<nlohmann::json> PatchFlags(const nlohmann::json& patch, const std::string& actor);
+  absl::StatusOr<admin::v1::FlagsView> SetStage(const std::string& stage,
+                                                const std::string& actor);
+  // `patch`: the fields present change; `patch.stage`, when set, is applied first.
+  absl::StatusOr<admin::v1::FlagsView> PatchFlags(const admin::v1::Flags& patch,
+                                                  const std::string& actor);
 
-  struct ReloadResult {
-    bool reloaded = false;   // an external edit of the flags file was applied
-    absl::Status error;      // the file's read/parse error (the last good flags stay)
-    nlohmann::json flags;    // FlagsToJson of the flags in force afterwards
-  };
   // Re-reads the flags file now (FlagStore::CheckNow) and records a `config_reload` audit event
   // {actor, source, reloaded, path, error}. The caller has validated `actor` (ValidateActor).
-  ReloadResult Reload(const std::string& actor, const std::string& source);
+  admin::v1::ReloadResponse Reload(const std::string& actor, const std::string& source);
 
  private:
   AdminCore(Options options, Deps deps) : options_(std::move(options)), deps_(std::move(deps)) {}

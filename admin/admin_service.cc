@@ -7,18 +7,15 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace rerank {
 namespace {
-
-using json = nlohmann::json;
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
-
-std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 std::optional<std::string> Metadata(const grpc::CallbackServerContext& context,
                                     const std::string& key) {
@@ -28,14 +25,10 @@ std::optional<std::string> Metadata(const grpc::CallbackServerContext& context,
   return std::string(it->second.data(), it->second.size());
 }
 
-std::string ActorOr(const std::string& actor) { return actor.empty() ? "admin-grpc" : actor; }
-
-void FillFlags(const json& view, admin::v1::FlagsResponse* out) {
-  out->set_flags_json(Dump(view["flags"]));
-  out->set_stage(view["stage"].get<std::string>());
-  out->set_updated_by(view["updated_by"].get<std::string>());
-  out->set_updated_at(view["updated_at"].get<std::string>());
-  for (const json& s : view["stages"]) out->add_stages(s.get<std::string>());
+// The request's actor when present (validated later, so an explicit "" is an error).
+template <typename Request>
+std::string ActorOr(const Request& request) {
+  return request.has_actor() ? request.actor() : "admin-grpc";
 }
 
 }  // namespace
@@ -67,59 +60,36 @@ grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context
 
 grpc::ServerUnaryReactor* AdminService::GetFlags(grpc::CallbackServerContext* context,
                                                  const admin::v1::GetFlagsRequest*,
-                                                 admin::v1::FlagsResponse* response) {
+                                                 admin::v1::FlagsView* response) {
   return Run(context, /*needs_token=*/false, [this, response] {
-    FillFlags(core_->FlagsView(), response);
+    *response = core_->FlagsView();
     return absl::OkStatus();
   });
 }
 
 grpc::ServerUnaryReactor* AdminService::SetStage(grpc::CallbackServerContext* context,
                                                  const admin::v1::SetStageRequest* request,
-                                                 admin::v1::FlagsResponse* response) {
+                                                 admin::v1::FlagsView* response) {
   return Run(context, /*needs_token=*/true, [this, request, response]() -> absl::Status {
-    absl::StatusOr<json> view = core_->SetStage(request->stage(), ActorOr(request->actor()));
-    if (!view.ok()) return view.status();
-    FillFlags(*view, response);
+    ASSIGN_OR_RETURN(*response, core_->SetStage(request->stage(), ActorOr(*request)));
     return absl::OkStatus();
   });
 }
 
 grpc::ServerUnaryReactor* AdminService::SetFlags(grpc::CallbackServerContext* context,
                                                  const admin::v1::SetFlagsRequest* request,
-                                                 admin::v1::FlagsResponse* response) {
+                                                 admin::v1::FlagsView* response) {
   return Run(context, /*needs_token=*/true, [this, request, response]() -> absl::Status {
-    json patch = json::parse(request->flags_json(), nullptr, /*allow_exceptions=*/false);
-    if (patch.is_discarded()) return absl::InvalidArgumentError("flags_json: invalid JSON");
-    if (!patch.is_object()) return absl::InvalidArgumentError("flags_json: must be a JSON object");
-    absl::StatusOr<json> view = core_->PatchFlags(patch, ActorOr(request->actor()));
-    if (!view.ok()) return view.status();
-    FillFlags(*view, response);
+    ASSIGN_OR_RETURN(*response, core_->PatchFlags(request->flags(), ActorOr(*request)));
     return absl::OkStatus();
   });
 }
 
 grpc::ServerUnaryReactor* AdminService::GetStats(grpc::CallbackServerContext* context,
                                                  const admin::v1::GetStatsRequest*,
-                                                 admin::v1::GetStatsResponse* response) {
+                                                 admin::v1::Health* response) {
   return Run(context, /*needs_token=*/false, [this, response] {
-    const HealthReport h = core_->Health();
-    response->set_health_json(Dump(h.ToJson()));
-    response->set_ready(h.readiness.ready);
-    response->set_not_ready_reason(h.readiness.reason);
-    response->set_status(h.status);
-    response->set_stage(h.flags.stage);
-    response->set_reranker_enabled(h.flags.reranker_enabled);
-    response->set_total_reranks(h.stats.total_requests);
-    response->set_avg_latency_ms(h.stats.avg_latency_ms);
-    response->set_p95_latency_ms(h.stats.p95_latency_ms);
-    response->set_p99_latency_ms(h.stats.p99_latency_ms);
-    response->set_cache_hit_rate_percent(h.stats.cache_hit_rate_percent);
-    response->set_target_latency_met_rate_percent(h.stats.target_latency_met_rate_percent);
-    response->set_error_rate_percent(h.stats.error_rate_percent);
-    response->set_requests_in_window(h.stats.requests_in_window);
-    response->set_window_seconds(static_cast<uint32_t>(h.stats.window_seconds));
-    response->set_cache_size(h.cache_size);
+    *response = core_->Health();
     return absl::OkStatus();
   });
 }
@@ -128,11 +98,8 @@ grpc::ServerUnaryReactor* AdminService::Reload(grpc::CallbackServerContext* cont
                                                const admin::v1::ReloadRequest* request,
                                                admin::v1::ReloadResponse* response) {
   return Run(context, /*needs_token=*/true, [this, request, response]() -> absl::Status {
-    if (absl::Status s = ValidateActor(ActorOr(request->actor())); !s.ok()) return s;
-    AdminCore::ReloadResult r = core_->Reload(ActorOr(request->actor()), "admin-grpc");
-    response->set_reloaded(r.reloaded);
-    response->set_flags_json(Dump(r.flags));
-    if (!r.error.ok()) response->set_error(std::string(r.error.message()));
+    RETURN_IF_ERROR(ValidateActor(ActorOr(*request)));
+    *response = core_->Reload(ActorOr(*request), "admin-grpc");
     return absl::OkStatus();
   });
 }

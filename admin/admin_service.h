@@ -38,16 +38,16 @@ class AdminService final : public admin::v1::Admin::CallbackService {
 
   grpc::ServerUnaryReactor* GetFlags(grpc::CallbackServerContext* context,
                                      const admin::v1::GetFlagsRequest* request,
-                                     admin::v1::FlagsResponse* response) override;
+                                     admin::v1::FlagsView* response) override;
   grpc::ServerUnaryReactor* SetStage(grpc::CallbackServerContext* context,
                                      const admin::v1::SetStageRequest* request,
-                                     admin::v1::FlagsResponse* response) override;
+                                     admin::v1::FlagsView* response) override;
   grpc::ServerUnaryReactor* SetFlags(grpc::CallbackServerContext* context,
                                      const admin::v1::SetFlagsRequest* request,
-                                     admin::v1::FlagsResponse* response) override;
+                                     admin::v1::FlagsView* response) override;
   grpc::ServerUnaryReactor* GetStats(grpc::CallbackServerContext* context,
                                      const admin::v1::GetStatsRequest* request,
-                                     admin::v1::GetStatsResponse* response) override;
+                                     admin::v1::Health* response) override;
   grpc::ServerUnaryReactor* Reload(grpc::CallbackServerContext* context,
                                    const admin::v1::ReloadRequest* request,
                                    admin::v1::ReloadResponse* response) override;

@@ -25,26 +25,23 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "common/proto_json.h"
+#include "common/status_macros.h"
 
 namespace rerank {
 namespace {
 
-using json = nlohmann::json;
-
-std::string Dump(const json& j) {
-  // Replace invalid UTF-8 rather than throw (messages may quote request data).
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-AdminHttpResponse Json(int status, const json& body) {
+AdminHttpResponse Json(int status, const google::protobuf::Message& body) {
   AdminHttpResponse r;
   r.status = status;
-  r.body = Dump(body);
+  r.body = MessageToJson(body);
   return r;
 }
 
 AdminHttpResponse Error(int status, absl::string_view message) {
-  return Json(status, json{{"error", std::string(message)}});
+  admin::v1::Error e;
+  e.set_error(std::string(message));
+  return Json(status, e);
 }
 
 int HttpStatusFor(const absl::Status& s) {
@@ -70,77 +67,49 @@ std::optional<std::string> Header(const AdminHttpRequest& req, const std::string
   return it->second;
 }
 
-// Parses the body as a JSON object; nullopt + *error on failure. An empty body is {}.
-std::optional<json> ParseObject(const std::string& body, AdminHttpResponse* error) {
-  if (absl::StripAsciiWhitespace(body).empty()) return json::object();
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    *error = Error(400, "request body: invalid JSON");
+// Parses the body into `message` (strict: unknown keys and wrong types are errors naming the
+// field). An empty body is an empty message.
+std::optional<AdminHttpResponse> ParseBody(const std::string& body,
+                                           google::protobuf::Message* message) {
+  if (absl::StripAsciiWhitespace(body).empty()) {
+    message->Clear();
     return std::nullopt;
   }
-  if (!j.is_object()) {
-    *error = Error(400, "request body: must be a JSON object");
-    return std::nullopt;
-  }
-  return j;
+  absl::Status s = JsonToMessage(body, message, "request body");
+  if (!s.ok()) return FromStatus(s);
+  return std::nullopt;
 }
 
-// "actor" from the body (a string), else `fallback`.
-std::optional<std::string> Actor(const json& body, const std::string& fallback,
-                                 AdminHttpResponse* error) {
-  auto it = body.find("actor");
-  if (it == body.end() || it->is_null()) return fallback;
-  if (!it->is_string()) {
-    *error = Error(400, "actor: must be a string");
-    return std::nullopt;
-  }
-  if (absl::Status s = ValidateActor(it->get<std::string>()); !s.ok()) {
-    *error = FromStatus(s);
-    return std::nullopt;
-  }
-  return it->get<std::string>();
+// The request's actor when present (even empty: that is an error), else `fallback`; validated.
+template <typename Request>
+absl::StatusOr<std::string> Actor(const Request& request, const std::string& fallback) {
+  const std::string a = request.has_actor() ? request.actor() : fallback;
+  RETURN_IF_ERROR(ValidateActor(a));
+  return a;
 }
 
 AdminHttpResponse PostFlags(AdminCore& core, const AdminHttpRequest& req) {
-  AdminHttpResponse err;
-  std::optional<json> body = ParseObject(req.body, &err);
-  if (!body) return err;
-  for (const auto& [key, value] : body->items()) {
-    if (key != "stage" && key != "flags" && key != "actor") {
-      return Error(400, absl::StrCat(key, ": unknown key (expected stage or flags, and actor)"));
-    }
-  }
-  std::optional<std::string> actor = Actor(*body, "admin-http", &err);
-  if (!actor) return err;
-  const bool has_stage = body->contains("stage");
-  const bool has_flags = body->contains("flags");
-  if (has_stage == has_flags) {
+  admin::v1::UpdateFlagsRequest update;
+  if (std::optional<AdminHttpResponse> err = ParseBody(req.body, &update)) return *err;
+  absl::StatusOr<std::string> actor = Actor(update, "admin-http");
+  if (!actor.ok()) return FromStatus(actor.status());
+  const bool has_stage = !update.stage().empty();
+  if (has_stage == update.has_flags()) {
     return Error(400, "request body: give exactly one of \"stage\" or \"flags\"");
   }
-  absl::StatusOr<json> result;
-  if (has_stage) {
-    const json& stage = (*body)["stage"];
-    if (!stage.is_string()) return Error(400, "stage: must be a string");
-    result = core.SetStage(stage.get<std::string>(), *actor);
-  } else {
-    const json& patch = (*body)["flags"];
-    if (!patch.is_object()) return Error(400, "flags: must be a JSON object");
-    result = core.PatchFlags(patch, *actor);
-  }
+  absl::StatusOr<admin::v1::FlagsView> result = has_stage
+                                                    ? core.SetStage(update.stage(), *actor)
+                                                    : core.PatchFlags(update.flags(), *actor);
   if (!result.ok()) return FromStatus(result.status());
   return Json(200, *result);
 }
 
 AdminHttpResponse PostReload(AdminCore& core, const AdminHttpRequest& req) {
-  AdminHttpResponse err;
-  std::optional<json> body = ParseObject(req.body, &err);
-  if (!body) return err;
-  std::optional<std::string> actor = Actor(*body, "admin-http", &err);
-  if (!actor) return err;
-  AdminCore::ReloadResult r = core.Reload(*actor, "admin-http");
-  json out = {{"reloaded", r.reloaded}, {"flags", r.flags}};
-  if (!r.error.ok()) out["error"] = std::string(r.error.message());
-  return Json(200, out);
+  admin::v1::ReloadRequest reload;
+  if (std::optional<AdminHttpResponse> err = ParseBody(req.body, &reload)) return *err;
+  absl::StatusOr<std::string> actor = Actor(reload, "admin-http");
+  if (!actor.ok()) return FromStatus(actor.status());
+  return Json(200, core.Reload(*actor, "admin-http"));
 }
 
 struct Route {
@@ -153,16 +122,22 @@ struct Route {
 const Route kRoutes[] = {
     {"/health", "GET", false,
      [](AdminCore& core, const AdminHttpRequest&) {
-       HealthReport h = core.Health();
-       return Json(h.readiness.ready ? 200 : 503, h.ToJson());
+       const admin::v1::Health h = core.Health();
+       return Json(h.ready() ? 200 : 503, h);
      }},
     {"/live", "GET", false,
-     [](AdminCore&, const AdminHttpRequest&) { return Json(200, json{{"live", true}}); }},
+     [](AdminCore&, const AdminHttpRequest&) {
+       admin::v1::Liveness live;
+       live.set_live(true);
+       return Json(200, live);
+     }},
     {"/ready", "GET", false,
      [](AdminCore& core, const AdminHttpRequest&) {
-       Readiness r = core.GetReadiness();
-       if (r.ready) return Json(200, json{{"ready", true}});
-       return Json(503, json{{"ready", false}, {"reason", r.reason}});
+       const Readiness r = core.GetReadiness();
+       admin::v1::Readiness body;
+       body.set_ready(r.ready);
+       body.set_reason(r.reason);
+       return Json(r.ready ? 200 : 503, body);
      }},
     {"/metrics", "GET", false,
      [](AdminCore& core, const AdminHttpRequest&) {

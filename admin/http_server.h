@@ -1,13 +1,15 @@
 // The admin HTTP API: GET /health /live /ready /metrics /flags, POST /flags /reload.
-// The contract, shared with rerankctl (keep both in step):
-//   GET  /health   200 ready | 503 not ready; JSON health report (HealthReport::ToJson)
-//   GET  /live     200 {"live": true}
-//   GET  /ready    200 {"ready": true} | 503 {"ready": false, "reason": "..."}
+// Bodies are the messages of proto/rerank/admin/v1/admin.proto in protobuf's JSON mapping
+// (common/proto_json.h), the one definition of the contract, which rerankctl parses too:
+//   GET  /health   200 ready | 503 not ready; Health
+//   GET  /live     200 Liveness {"live": true}
+//   GET  /ready    200 | 503 Readiness {"ready", "reason"}
 //   GET  /metrics  Prometheus text exposition
-//   GET  /flags    {"flags", "stage", "updated_by", "updated_at", "stages"}
-//   POST /flags    token; {"stage": s, "actor": a} or {"flags": {patch}, "actor": a} -> as GET /flags
-//   POST /reload   token; {"reloaded": bool, "flags": {...}} (+ "error" when the file is bad)
-// Errors are JSON {"error": "..."}: 400 bad JSON / unknown stage / invalid value (naming the
+//   GET  /flags    FlagsView
+//   POST /flags    token; UpdateFlagsRequest {"stage": s, "actor": a} or {"flags": {patch},
+//                  "actor": a} -> FlagsView
+//   POST /reload   token; ReloadRequest {"actor": a} -> ReloadResponse
+// Errors are Error {"error": "..."}: 400 bad JSON / unknown stage / invalid value (naming the
 // key), 401 missing or wrong token, 403 no token configured, 404 unknown path, 405 wrong method
 // (with an Allow header), 413 body too large, 431 headers too large, 501 chunked request body.
 //

@@ -2,4 +2,4 @@
 add_library(rerank_live_stats STATIC ${CMAKE_CURRENT_LIST_DIR}/live_stats.cc)
 target_include_directories(rerank_live_stats PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(rerank_live_stats PUBLIC
-  absl::status absl::statusor absl::strings absl::synchronization absl::time)
+  rerank_observers absl::status absl::statusor absl::strings absl::synchronization absl::time)

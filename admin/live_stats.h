@@ -36,7 +36,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
-#include "server/request_observer.h"
+#include "common/observers.h"
 
 namespace rerank {
 

@@ -351,9 +351,9 @@ void ServiceMetrics::Refresh() {
       flags_file_invalid_->Set(store->last_error().ok() ? 0 : 1);
     }
   }
-  if (s.batcher != nullptr) {
-    queue_pairs_->Set(s.batcher->queued_rows());
-    busy_workers_->Set(s.batcher->busy_workers());
+  if (s.queue != nullptr) {
+    queue_pairs_->Set(s.queue->queued_rows());
+    busy_workers_->Set(s.queue->busy_workers());
   }
   if (s.ready) ready_->Set(s.ready() ? 1 : 0);
   if (s.clock != nullptr && s.start != absl::InfinitePast()) {

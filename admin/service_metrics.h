@@ -55,8 +55,7 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
-#include "server/batcher.h"
-#include "server/request_observer.h"
+#include "common/observers.h"
 
 namespace rerank {
 
@@ -90,7 +89,7 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
     const AuditLog* audit = nullptr;
     // When it is a FlagStore, rerank_flags_file_invalid follows its last_error().
     const FlagSource* flags = nullptr;
-    const Batcher* batcher = nullptr;
+    const QueueStats* queue = nullptr;  // rerank_queue_pairs, rerank_busy_workers
     std::function<bool()> ready;
     Clock* clock = nullptr;            // with `start`: rerank_uptime_seconds
     absl::Time start = absl::InfinitePast();

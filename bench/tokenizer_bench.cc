@@ -4,7 +4,8 @@
 // i.e. the tokenizer's whole share of serving a request.
 //
 //   tokenizer_bench [--benchmark_min_time=2]
-// Data is read from $RERANK_SHARED_DIR (default: the CMake RERANK_SHARED_DIR).
+// The vocab is the vendored one (third_party/); the workload is optional large data read from
+// $RERANK_SHARED_DIR (default: the CMake RERANK_SHARED_DIR, ../shared).
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>
@@ -39,7 +40,7 @@ const Workload& GetWorkload() {
   static const Workload* workload = [] {
     auto* w = new Workload();
     WordPieceTokenizer::Options options;
-    options.vocab_path = SharedDir() + "/data/models/ms-marco-MiniLM-L-6-v2/vocab.txt";
+    options.vocab_path = std::string(RERANK_MINILM_DIR) + "/vocab.txt";
     auto tok = WordPieceTokenizer::Create(options);
     if (!tok.ok()) {
       w->error = std::string(tok.status().message());

@@ -1,6 +1,7 @@
 #include "common/config.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -70,6 +71,7 @@ std::map<std::string, FieldPtr> FieldTable(Config* c) {
       {"admin.http_listen", &c->admin.http_listen},
       {"admin.grpc_listen", &c->admin.grpc_listen},
       {"admin.token", &c->admin.token},
+      {"admin.token_file", &c->admin.token_file},
       {"admin.stats_window_seconds", &c->admin.stats_window_seconds},
       {"logging.level", &c->logging.level},
   };
@@ -173,6 +175,7 @@ const std::vector<std::pair<const char*, const char*>>& EnvTable() {
       {"RERANKER_HTTP_LISTEN", "admin.http_listen"},
       {"RERANKER_ADMIN_GRPC_LISTEN", "admin.grpc_listen"},
       {"RERANKER_ADMIN_TOKEN", "admin.token"},
+      {"RERANKER_ADMIN_TOKEN_FILE", "admin.token_file"},
       {"RERANKER_TARGET_LATENCY_MS", "rerank.target_latency_ms"},
       {"RERANKER_WORKERS", "execution.workers"},
       {"RERANKER_INTRA_OP_THREADS", "execution.intra_op_threads"},
@@ -233,6 +236,12 @@ absl::Status ApplyEnvOverrides(const EnvLookup& env, Config* config) {
   return absl::OkStatus();
 }
 
+std::string AdminTokenFile(const Config& config) {
+  if (!config.admin.token_file.empty()) return config.admin.token_file;
+  const std::filesystem::path dir = std::filesystem::path(config.flags.path).parent_path();
+  return (dir / "admin.token").string();
+}
+
 absl::Status ValidateConfig(const Config& c, unsigned cores) {
   std::vector<absl::Status> checks = {
       OneOf("model.precision", c.model.precision, {"fp32", "bf16"}),
@@ -264,6 +273,12 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
   }
   if (c.server.listen.empty()) return absl::InvalidArgumentError("server.listen: must not be empty");
   if (c.model.dir.empty()) return absl::InvalidArgumentError("model.dir: must not be empty");
+  if (!c.admin.token.empty() && c.admin.token.size() < kMinAdminTokenBytes) {
+    // The length only, never the token itself: config errors end up in logs.
+    return absl::InvalidArgumentError(absl::StrCat("admin.token: must be at least ",
+                                                   kMinAdminTokenBytes, " bytes, got ",
+                                                   c.admin.token.size()));
+  }
   if (c.rerank.chunk_overlap_tokens >= c.model.max_length / 2) {
     return absl::InvalidArgumentError(absl::StrCat(
         "rerank.chunk_overlap_tokens: must be < model.max_length / 2 (", c.model.max_length / 2,

@@ -75,9 +75,16 @@ struct FlagsConfig {
 struct AdminConfig {
   std::string http_listen = "127.0.0.1:8000";      // /health /live /ready /metrics /flags
   std::string grpc_listen = "127.0.0.1:50052";     // rerank.admin.v1.Admin
-  std::string token;                               // required for state-changing calls; empty = they are refused
+  std::string token;                               // required for state-changing calls (>= 16 bytes)
+  // With no token configured, one is generated at every startup and written here (mode 0600),
+  // so local operators (rerankctl, deploy scripts) can stage. "": admin.token next to the flags
+  // file (AdminTokenFile()).
+  std::string token_file;
   uint32_t stats_window_seconds = 300;             // sliding window for /health percentiles
 };
+
+// A configured admin token shorter than this is rejected at startup.
+inline constexpr size_t kMinAdminTokenBytes = 16;
 
 struct LoggingConfig {
   std::string level = "info";                      // trace | debug | info | warn | error
@@ -105,6 +112,9 @@ absl::StatusOr<Config> ParseConfigYaml(const std::string& yaml_text);
 absl::StatusOr<Config> LoadConfig(const std::string& path, const EnvLookup& env);
 // Applies the documented environment variables (see deploy/rerankd.example.yaml).
 absl::Status ApplyEnvOverrides(const EnvLookup& env, Config* config);
+// Where a generated admin token is written: admin.token_file, else "admin.token" in the
+// directory of flags.path.
+std::string AdminTokenFile(const Config& config);
 // Checks ranges and enums; `cores` is the machine's core count for the threads check (0: skip).
 absl::Status ValidateConfig(const Config& config, unsigned cores);
 

@@ -7,8 +7,8 @@ PKGS=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libtorch-dev libopenblas0-pthread libtcmalloc-minimal4
   prometheus-cpp-dev libcivetweb-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev libcurl4-openssl-dev
-  libabsl-dev libicu-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
+  libabsl-dev libicu-dev zlib1g-dev
+  libgtest-dev libgmock-dev libbenchmark-dev clang-format
   python3-torch python3-grpcio python3-grpc-tools python3-yaml python3-numpy
 )
 missing=()

@@ -1,34 +1,26 @@
 #!/usr/bin/env bash
 # Generates the default demo model (MiniLM-L6 shape, RANDOM weights) unless it already exists.
-# The real tokenizer vocab and config come from ../shared when present; they are never copied
-# into the repository. Without them, a demo vocab and the published MiniLM-L6 shape are used.
+# Its config and WordPiece vocab are the real ones of cross-encoder/ms-marco-MiniLM-L-6-v2,
+# vendored in third_party/ms-marco-MiniLM-L-6-v2 (see NOTICE), so tokenization matches the real
+# model. A demo model made earlier with another vocab (e.g. the old generated demo vocab) is
+# regenerated; a model directory not named demo-minilm-l6 is never touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL_DIR="${RERANKER_MODEL_DIR:-models/demo-minilm-l6}"
+SRC="third_party/ms-marco-MiniLM-L-6-v2"
+for f in config.json vocab.txt tokenizer_config.json; do
+  if [ ! -f "$SRC/$f" ]; then
+    echo "make_demo_model: missing vendored file $SRC/$f (restore it with: git checkout -- $SRC)" >&2
+    exit 1
+  fi
+done
 if [ -f "$MODEL_DIR/model.pt" ] && [ -f "$MODEL_DIR/model.yaml" ] && [ -f "$MODEL_DIR/vocab.txt" ]; then
-  exit 0
-fi
-SHARED="${RERANK_SHARED_DIR:-../shared}"
-SRC="$SHARED/data/models/ms-marco-MiniLM-L-6-v2"
-args=(--random-init --out "$MODEL_DIR" --name demo-minilm-l6 --seed 0)
-if [ -f "$SRC/config.json" ]; then
-  args+=(--config "$SRC/config.json")
-else
-  tmp_cfg="$(mktemp --suffix=.json)"
-  trap 'rm -f "$tmp_cfg"' EXIT
-  # The architecture of cross-encoder/ms-marco-MiniLM-L-6-v2 (BertForSequenceClassification).
-  cat > "$tmp_cfg" <<'JSON'
-{"architectures": ["BertForSequenceClassification"], "model_type": "bert", "hidden_size": 384,
- "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536, "hidden_act": "gelu",
- "max_position_embeddings": 512, "type_vocab_size": 2, "vocab_size": 30522, "layer_norm_eps": 1e-12,
- "initializer_range": 0.02, "num_labels": 1, "id2label": {"0": "LABEL_0"}, "pad_token_id": 0}
-JSON
-  args+=(--config "$tmp_cfg")
-fi
-if [ -f "$SRC/vocab.txt" ]; then
-  args+=(--vocab "$SRC/vocab.txt")
-else
-  echo "make_demo_model: $SRC/vocab.txt not found; generating a demo vocab (tokenization will not match the real model)" >&2
+  if cmp -s "$MODEL_DIR/vocab.txt" "$SRC/vocab.txt" \
+     || ! grep -q '^name: demo-minilm-l6$' "$MODEL_DIR/model.yaml"; then
+    exit 0
+  fi
+  echo "make_demo_model: $MODEL_DIR/vocab.txt differs from $SRC/vocab.txt; regenerating" >&2
 fi
 echo "make_demo_model: writing $MODEL_DIR (random weights: scores are meaningless)" >&2
-/usr/bin/python3 tools/export_model.py "${args[@]}"
+/usr/bin/python3 tools/export_model.py --random-init --out "$MODEL_DIR" --name demo-minilm-l6 \
+  --seed 0 --config "$SRC/config.json" --vocab "$SRC/vocab.txt"

@@ -29,38 +29,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/observers.h"
 #include "server/scorer.h"
+#include "server/scoring_queue.h"
 #include "server/tokenizer.h"
 
 namespace rerank {
-
-struct ScoringJob {
-  std::vector<Encoding> rows;                       // at least one row, each non-empty
-  absl::Time deadline = absl::InfiniteFuture();     // dropped (DEADLINE_EXCEEDED) if passed before inference
-  std::function<bool()> is_cancelled;               // optional; dropped (CANCELLED) if true before inference
-  // Exactly once: one score per row, in row order, or the error that stopped the job.
-  std::function<void(absl::StatusOr<std::vector<float>>)> done;
-};
-
-// What one worker iteration did; for metrics. Called on the worker thread, outside locks.
-struct BatchReport {
-  int rows = 0;              // rows taken from the queue
-  int unique_rows = 0;       // after de-duplication
-  int forwards = 0;          // micro-batches run
-  int64_t real_tokens = 0;   // sum of row lengths (unique rows)
-  int64_t padded_tokens = 0; // sum over micro-batches of rows x longest row
-  absl::Duration queue_wait; // oldest row's wait between Submit and the batch start
-  absl::Duration inference;  // time in Scorer::Score
-  bool ok = true;
-};
-
-class BatcherObserver {
- public:
-  virtual ~BatcherObserver() = default;
-  virtual void OnBatch(const BatchReport& report) = 0;
-  // A job dropped before inference (cancelled, deadline) or failed.
-  virtual void OnJobDropped(absl::StatusCode code) = 0;
-};
 
 // A micro-batch plan: `rows` holds indices into the row set passed to PlanMicroBatches.
 struct MicroBatch {
@@ -79,7 +53,7 @@ std::vector<MicroBatch> PlanMicroBatches(const std::vector<int64_t>& lengths, in
 ScoreBatch BuildScoreBatch(const std::vector<const Encoding*>& rows, int64_t seq_len,
                            int64_t pad_id);
 
-class Batcher {
+class Batcher final : public ScoringQueue, public QueueStats {
  public:
   struct Options {
     int workers = 1;                                   // model replicas / worker threads
@@ -100,7 +74,7 @@ class Batcher {
 
   // Queues a job. RESOURCE_EXHAUSTED when its rows do not fit in the queue, UNAVAILABLE when
   // draining/stopped, INVALID_ARGUMENT for an empty job. On error `done` is NOT called.
-  absl::Status Submit(std::shared_ptr<ScoringJob> job);
+  absl::Status Submit(std::shared_ptr<ScoringJob> job) override;
 
   // Stops accepting jobs and waits up to `timeout` for queued and running work to finish.
   // Returns true if everything finished.
@@ -108,8 +82,8 @@ class Batcher {
   // Fails queued jobs with UNAVAILABLE, waits for running batches, joins the workers.
   void Stop();
 
-  int queued_rows() const;
-  int busy_workers() const;
+  int queued_rows() const override;
+  int busy_workers() const override;
   const Options& options() const { return options_; }
 
  private:

@@ -78,10 +78,10 @@ RerankEngine::RerankEngine(const Options& options, Deps deps)
 
 absl::StatusOr<std::unique_ptr<RerankEngine>> RerankEngine::Create(const Options& options,
                                                                    Deps deps) {
-  if (deps.tokenizer == nullptr || deps.batcher == nullptr || deps.flags == nullptr ||
+  if (deps.tokenizer == nullptr || deps.queue == nullptr || deps.flags == nullptr ||
       deps.clock == nullptr || deps.audit == nullptr) {
     return absl::InvalidArgumentError(
-        "RerankEngine: tokenizer, batcher, flags, clock and audit are required");
+        "RerankEngine: tokenizer, queue, flags, clock and audit are required");
   }
   if (options.default_top_n < 1) return absl::InvalidArgumentError("rerank.default_top_n: must be >= 1");
   if (options.max_documents < 1) return absl::InvalidArgumentError("rerank.max_documents: must be >= 1");
@@ -357,7 +357,7 @@ void RerankEngine::Run(std::shared_ptr<RunState> state) {
     }
     Complete(*state, absl::OkStatus());
   };
-  absl::Status submitted = deps_.batcher->Submit(job);
+  absl::Status submitted = deps_.queue->Submit(job);
   if (!submitted.ok()) Complete(*state, submitted);  // `done` is not called on a failed Submit
 }
 

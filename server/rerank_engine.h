@@ -1,6 +1,6 @@
 // The data plane's logic, independent of gRPC: validates a request, applies the feature-flag
 // snapshot (pass-through, overfetch, cache rollout), rate-limits, tokenizes, serves cached pairs,
-// submits the rest to the Batcher and assembles the ranked response. The gRPC service
+// submits the rest to the ScoringQueue (the Batcher) and assembles the ranked response. The gRPC service
 // (server/rerank_service.h) is a thin adapter over it, so other front ends (an HTTP route) can
 // reuse it unchanged.
 //
@@ -23,9 +23,9 @@
 #include "common/rate_limiter.h"
 #include "common/score_cache.h"
 #include "rerank/v1/reranker.pb.h"
-#include "server/batcher.h"
+#include "common/observers.h"
 #include "server/model_info.h"
-#include "server/request_observer.h"
+#include "server/scoring_queue.h"
 #include "server/tokenizer.h"
 
 namespace rerank {
@@ -56,7 +56,7 @@ class RerankEngine {
   // rate_limiter and observer may be null (feature absent).
   struct Deps {
     const WordPieceTokenizer* tokenizer = nullptr;
-    Batcher* batcher = nullptr;
+    ScoringQueue* queue = nullptr;
     const FlagSource* flags = nullptr;
     Clock* clock = nullptr;
     AuditSink* audit = nullptr;

@@ -3,7 +3,7 @@
 #include <thread>
 #include <vector>
 
-#include "admin/composite_observer.h"
+#include "common/observers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_clock.h"

@@ -24,6 +24,7 @@
 #include "common/audit_log.h"
 #include "common/config.h"
 #include "common/flag_store.h"
+#include "common/proto_json.h"
 #include "common/score_cache.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -228,7 +229,7 @@ TEST_F(AdminPlaneTest, LiveReadyAndRouting) {
 
   r = Get("/ready");
   EXPECT_EQ(r.status, 200);
-  EXPECT_EQ(Body(r), json({{"ready", true}}));
+  EXPECT_EQ(Body(r), json({{"ready", true}, {"reason", ""}}));
   ready_ = false;
   r = Get("/ready");
   EXPECT_EQ(r.status, 503);
@@ -360,7 +361,7 @@ TEST_F(AdminPlaneTest, NoTokenConfiguredRefusesStateChanges) {
   ctx.AddMetadata("authorization", "Bearer secret");
   admin::v1::SetStageRequest req;
   req.set_stage("cache-10");
-  admin::v1::FlagsResponse resp;
+  admin::v1::FlagsView resp;
   grpc::Status s = stub_->SetStage(&ctx, req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(s.error_message(), kTokenNotConfigured);
@@ -427,7 +428,9 @@ TEST_F(AdminPlaneTest, BadFlagRequestsAre400NamingTheKey) {
            {R"({"flags": {"cache": {"traffic_percent": 150}}})", "cache.traffic_percent"},
            {R"({"flags": {"cache": {"colour": 1}}})", "cache.colour"},
            {R"({"flags": {"cache": {"enabled": "yes"}}})", "cache.enabled"},
-           {R"({"flags": 5})", "flags: must be a JSON object"},
+           {R"({"flags": 5})", "flags: must be an object"},
+           {R"({"flags": {"cache": {"traffic_percent": -1}}})", "cache.traffic_percent"},
+           {R"({"flags": {"cache": {"traffic_percent": 1.5}}})", "cache.traffic_percent"},
            {R"({"stage": "full", "flags": {}})", "exactly one"},
            {R"({})", "exactly one"},
            {R"({"stage": "full", "colour": "red"})", "colour"},
@@ -461,7 +464,7 @@ TEST_F(AdminPlaneTest, ReloadAppliesExternalEditsAndIsAudited) {
   json j = Body(r);
   EXPECT_EQ(j["reloaded"], true);
   EXPECT_EQ(j["flags"], FlagsToJson(*full));
-  EXPECT_FALSE(j.contains("error"));
+  EXPECT_EQ(j["error"], "");
   EXPECT_EQ(flags_->Current()->stage, "full");
 
   r = Post("/reload", "");  // nothing new
@@ -514,10 +517,10 @@ TEST_F(AdminPlaneTest, MetricsAgreeWithHealth) {
 TEST_F(AdminPlaneTest, GrpcAdminApi) {
   {  // Reads need no token.
     grpc::ClientContext ctx;
-    admin::v1::FlagsResponse resp;
+    admin::v1::FlagsView resp;
     ASSERT_TRUE(stub_->GetFlags(&ctx, admin::v1::GetFlagsRequest(), &resp).ok());
     EXPECT_EQ(resp.stage(), "feature-flags");
-    EXPECT_EQ(json::parse(resp.flags_json()), FlagsToJson(*flags_->Current()));
+    EXPECT_EQ(json::parse(MessageToJson(resp.flags())), FlagsToJson(*flags_->Current()));
     EXPECT_EQ(resp.stages_size(), static_cast<int>(StageNames().size()));
   }
   admin::v1::SetStageRequest set;
@@ -527,7 +530,7 @@ TEST_F(AdminPlaneTest, GrpcAdminApi) {
            {"", ""}, {"authorization", "Bearer nope"}, {"x-admin-token", "nope"}}) {
     grpc::ClientContext ctx;
     if (!key.empty()) ctx.AddMetadata(key, value);
-    admin::v1::FlagsResponse resp;
+    admin::v1::FlagsView resp;
     grpc::Status s = stub_->SetStage(&ctx, set, &resp);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << key;
   }
@@ -535,7 +538,7 @@ TEST_F(AdminPlaneTest, GrpcAdminApi) {
   {
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", "Bearer secret");
-    admin::v1::FlagsResponse resp;
+    admin::v1::FlagsView resp;
     grpc::Status s = stub_->SetStage(&ctx, set, &resp);
     ASSERT_TRUE(s.ok()) << s.error_message();
     EXPECT_EQ(resp.stage(), "cache-50");
@@ -547,7 +550,7 @@ TEST_F(AdminPlaneTest, GrpcAdminApi) {
     ctx.AddMetadata("x-admin-token", "secret");
     admin::v1::SetStageRequest bad;
     bad.set_stage("cache-75");
-    admin::v1::FlagsResponse resp;
+    admin::v1::FlagsView resp;
     grpc::Status s = stub_->SetStage(&ctx, bad, &resp);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(s.error_message(), HasSubstr("stage"));
@@ -556,22 +559,24 @@ TEST_F(AdminPlaneTest, GrpcAdminApi) {
     grpc::ClientContext ctx;
     ctx.AddMetadata("x-admin-token", "secret");
     admin::v1::SetFlagsRequest patch;
-    patch.set_flags_json(R"({"batch": {"enabled": false}})");
-    admin::v1::FlagsResponse resp;
+    patch.mutable_flags()->mutable_batch()->set_enabled(false);
+    admin::v1::FlagsView resp;
     grpc::Status s = stub_->SetFlags(&ctx, patch, &resp);
     ASSERT_TRUE(s.ok()) << s.error_message();
-    EXPECT_EQ(json::parse(resp.flags_json())["batch"]["enabled"], false);
+    EXPECT_FALSE(resp.flags().batch().enabled());
+    EXPECT_EQ(resp.flags().cache().max_entries(), flags_->Current()->cache_max_entries);
     EXPECT_EQ(resp.updated_by(), "admin-grpc");
     EXPECT_FALSE(flags_->Current()->batch_enabled);
   }
-  for (const char* bad : {"{oops", "[]", R"({"cache": {"traffic_percent": -1}})"}) {
+  for (const uint32_t percent : {101u, 150u}) {
     grpc::ClientContext ctx;
     ctx.AddMetadata("x-admin-token", "secret");
     admin::v1::SetFlagsRequest patch;
-    patch.set_flags_json(bad);
-    admin::v1::FlagsResponse resp;
-    EXPECT_EQ(stub_->SetFlags(&ctx, patch, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT)
-        << bad;
+    patch.mutable_flags()->mutable_cache()->set_traffic_percent(percent);
+    admin::v1::FlagsView resp;
+    grpc::Status s = stub_->SetFlags(&ctx, patch, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << percent;
+    EXPECT_THAT(s.error_message(), HasSubstr("cache.traffic_percent")) << percent;
   }
   {
     grpc::ClientContext ctx;
@@ -587,7 +592,7 @@ TEST_F(AdminPlaneTest, GrpcAdminApi) {
     admin::v1::ReloadResponse resp;
     ASSERT_TRUE(stub_->Reload(&ctx, req, &resp).ok());
     EXPECT_FALSE(resp.reloaded());
-    EXPECT_EQ(json::parse(resp.flags_json()), FlagsToJson(*flags_->Current()));
+    EXPECT_EQ(json::parse(MessageToJson(resp.flags())), FlagsToJson(*flags_->Current()));
     std::vector<json> reloads = AuditEvents("config_reload");
     ASSERT_EQ(reloads.size(), 1u);
     EXPECT_EQ(reloads[0]["actor"], "erin");
@@ -597,20 +602,21 @@ TEST_F(AdminPlaneTest, GrpcAdminApi) {
     stats_->OnRequest(Report(absl::StatusCode::kOk, 12, 3, 3));
     stats_->OnRequest(Report(absl::StatusCode::kInternal, 1));
     grpc::ClientContext ctx;
-    admin::v1::GetStatsResponse resp;
+    admin::v1::Health resp;
     ASSERT_TRUE(stub_->GetStats(&ctx, admin::v1::GetStatsRequest(), &resp).ok());
-    json h = json::parse(resp.health_json());
+    json h = json::parse(MessageToJson(resp));
     EXPECT_EQ(h, Body(Get("/health")));  // same document as the HTTP API (fake clock: stable)
     EXPECT_TRUE(resp.ready());
     EXPECT_EQ(resp.status(), "degraded");
-    EXPECT_EQ(resp.stage(), "cache-50");  // batch.enabled is not governed by cache-50
-    EXPECT_EQ(resp.total_reranks(), 2u);
-    EXPECT_EQ(resp.requests_in_window(), 2u);
-    EXPECT_DOUBLE_EQ(resp.error_rate_percent(), 50);
-    EXPECT_DOUBLE_EQ(resp.cache_hit_rate_percent(), 100);
-    EXPECT_DOUBLE_EQ(resp.p99_latency_ms(), 12);
-    EXPECT_EQ(resp.window_seconds(), 60u);
-    EXPECT_EQ(h["reranker"]["stats"]["total_reranks"], resp.total_reranks());
+    EXPECT_EQ(resp.reranker().stage(), "cache-50");  // batch.enabled: not governed by cache-50
+    const admin::v1::Stats& st = resp.reranker().stats();
+    EXPECT_EQ(st.total_reranks(), 2);
+    EXPECT_EQ(st.requests_in_window(), 2u);
+    EXPECT_DOUBLE_EQ(st.error_rate_percent(), 50);
+    EXPECT_DOUBLE_EQ(st.cache_hit_rate_percent(), 100);
+    EXPECT_DOUBLE_EQ(st.p99_latency_ms(), 12);
+    EXPECT_EQ(st.window_seconds(), 60u);
+    EXPECT_EQ(h["reranker"]["stats"]["total_reranks"], 2);  // a JSON number, not a string
   }
 }
 

@@ -22,8 +22,10 @@
 #include "gtest/gtest.h"
 #include "rerank/admin/v1/admin.grpc.pb.h"
 #include "rerank/v1/reranker.grpc.pb.h"
-#include "server/rerank_server.h"
+#include "app/rerank_server.h"
+#include "tests/testing/rerank_server_peer.h"
 #include "tests/testing/fake_scorer.h"
+#include "tests/testing/files.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/prometheus_text.h"
 
@@ -38,6 +40,7 @@ using testing::HttpGet;
 using testing::HttpPost;
 using testing::HttpResult;
 using testing::PromText;
+using testing::ReadFile;
 
 const std::vector<std::string> kDocs = {
     "berlin is the capital of germany",
@@ -89,10 +92,11 @@ class AdminServerTest : public ::testing::Test {
     return c;
   }
 
-  void Start(const Config& config, RerankServer::Overrides overrides = {}) {
+  void Start(const Config& config, RerankServer::Options overrides = {}) {
     if (!overrides.scorer_factory) overrides.scorer_factory = control_.Factory();
     if (overrides.observer == nullptr) overrides.observer = &observer_;
-    auto server = RerankServer::Create(config, std::move(overrides));
+    overrides.config = config;
+    auto server = RerankServer::BuildAndStart(std::move(overrides));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
     Connect();
@@ -176,6 +180,7 @@ class AdminServerTest : public ::testing::Test {
   FakeScorerControl control_;
   CountingObserver observer_;
   std::unique_ptr<RerankServer> server_;
+  RerankServerTestPeer peer() { return RerankServerTestPeer(server_.get()); }
   std::unique_ptr<v1::Reranker::Stub> data_;
   std::unique_ptr<admin::v1::Admin::Stub> admin_;
 };
@@ -193,13 +198,13 @@ TEST_F(AdminServerTest, HealthHasTheContractShape) {
   EXPECT_EQ(h["ready"], true);
   EXPECT_TRUE(h["uptime_seconds"].is_number_integer());
   ASSERT_TRUE(h["model"].is_object());
-  EXPECT_EQ(h["model"]["name"], server_->model().name);
-  EXPECT_EQ(h["model"]["version"], server_->model().version);
+  EXPECT_EQ(h["model"]["name"], peer().model().name);
+  EXPECT_EQ(h["model"]["version"], peer().model().version);
   EXPECT_EQ(h["model"]["precision"], "fp32");
   EXPECT_EQ(h["model"]["demo"], true);  // the tiny test model has random weights
   EXPECT_EQ(h["reranker"]["enabled"], true);
   EXPECT_EQ(h["reranker"]["stage"], "feature-flags");
-  EXPECT_EQ(h["flags"], FlagsToJson(*server_->flags()->Current()));
+  EXPECT_EQ(h["flags"], FlagsToJson(*peer().flags()->Current()));
   const json& s = h["reranker"]["stats"];
   const std::vector<std::string> integers = {"total_reranks", "cache_size", "cache_max_size",
                                              "target_latency_ms", "window_seconds",
@@ -222,8 +227,8 @@ TEST_F(AdminServerTest, HealthHasTheContractShape) {
   EXPECT_EQ(s["total_reranks"], 0);  // warmup is not a request
 
   EXPECT_EQ(Get("/live").status, 200);
-  EXPECT_EQ(Body(Get("/ready")), json({{"ready", true}}));
-  EXPECT_TRUE(server_->readiness().ready);
+  EXPECT_EQ(Body(Get("/ready")), json({{"ready", true}, {"reason", ""}}));
+  EXPECT_TRUE(peer().readiness().ready);
 }
 
 TEST_F(AdminServerTest, HealthAgreesWithMetrics) {
@@ -245,7 +250,7 @@ TEST_F(AdminServerTest, HealthAgreesWithMetrics) {
     ASSERT_TRUE(data_->RerankBatch(&ctx, batch, &resp).ok());
     EXPECT_EQ(resp.responses(0).cache_hits() + resp.responses(1).cache_hits(), 8u);
   }
-  server_->audit()->Flush();
+  peer().audit()->Flush();
 
   json h = Body(Get("/health"));
   PromText m = Metrics();
@@ -265,7 +270,7 @@ TEST_F(AdminServerTest, HealthAgreesWithMetrics) {
   EXPECT_DOUBLE_EQ(s["error_rate_percent"].get<double>(), 20);
   EXPECT_EQ(h["status"], "degraded");
   // Cache: 13 hits (5 + 8), 8 misses (5 + 3), 8 entries.
-  const ScoreCache::Stats cs = server_->cache()->GetStats();
+  const ScoreCache::Stats cs = peer().cache()->GetStats();
   EXPECT_EQ(cs.hits, 13u);
   EXPECT_EQ(cs.misses, 8u);
   EXPECT_EQ(m.Value("rerank_cache_hits_total"), 13);
@@ -285,11 +290,11 @@ TEST_F(AdminServerTest, HealthAgreesWithMetrics) {
   EXPECT_EQ(m.Value("rerank_reranker_enabled"), 1);
   EXPECT_EQ(m.Value("rerank_cache_traffic_percent"), 100);
   EXPECT_EQ(m.Value("rerank_ready"), 1);
-  EXPECT_EQ(m.Value("rerank_model_info", {{"name", server_->model().name},
-                                          {"version", server_->model().version},
+  EXPECT_EQ(m.Value("rerank_model_info", {{"name", peer().model().name},
+                                          {"version", peer().model().version},
                                           {"precision", "fp32"}}),
             1);
-  EXPECT_EQ(m.Value("rerank_audit_written_total"), server_->audit()->written());
+  EXPECT_EQ(m.Value("rerank_audit_written_total"), peer().audit()->written());
   EXPECT_GE(*m.Value("rerank_audit_written_total"), 7);  // startup, flag_change, 6 rerank events
   EXPECT_EQ(m.Value("rerank_queue_pairs"), 0);
   EXPECT_GE(*m.Value("rerank_batch_pairs_count"), 1);    // warmup + requests went through batches
@@ -375,7 +380,7 @@ TEST_F(AdminServerTest, EveryStageTakesEffectOnTheNextRequest) {
   ctx.AddMetadata("authorization", "Bearer secret");
   admin::v1::SetStageRequest req;
   req.set_stage("feature-flags");
-  admin::v1::FlagsResponse resp;
+  admin::v1::FlagsView resp;
   ASSERT_TRUE(admin_->SetStage(&ctx, req, &resp).ok());
   EXPECT_TRUE(RerankOk(Request("capital of france", kDocs)).reranked());
 }
@@ -389,11 +394,11 @@ TEST_F(AdminServerTest, AuthAndTheDataPortServesNoAdminCalls) {
   EXPECT_EQ(Get("/flags").status, 200);
   EXPECT_EQ(Get("/health").status, 200);
   EXPECT_EQ(Get("/metrics").status, 200);
-  EXPECT_EQ(server_->flags()->Current()->stage, "feature-flags");
+  EXPECT_EQ(peer().flags()->Current()->stage, "feature-flags");
 
   admin::v1::SetStageRequest req;
   req.set_stage("cache-10");
-  admin::v1::FlagsResponse resp;
+  admin::v1::FlagsView resp;
   {
     grpc::ClientContext ctx;
     EXPECT_EQ(admin_->SetStage(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
@@ -403,7 +408,7 @@ TEST_F(AdminServerTest, AuthAndTheDataPortServesNoAdminCalls) {
     ctx.AddMetadata("authorization", "Bearer wrong");
     EXPECT_EQ(admin_->SetStage(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
   }
-  EXPECT_EQ(server_->flags()->Current()->stage, "feature-flags");
+  EXPECT_EQ(peer().flags()->Current()->stage, "feature-flags");
   {
     // The admin service on the data port: not there, even with the right token.
     auto on_data_port = admin::v1::Admin::NewStub(grpc::CreateChannel(
@@ -412,29 +417,52 @@ TEST_F(AdminServerTest, AuthAndTheDataPortServesNoAdminCalls) {
     ctx.AddMetadata("authorization", "Bearer secret");
     EXPECT_EQ(on_data_port->SetStage(&ctx, req, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
     grpc::ClientContext ctx2;
-    admin::v1::GetStatsResponse stats;
+    admin::v1::Health stats;
     EXPECT_EQ(on_data_port->GetStats(&ctx2, admin::v1::GetStatsRequest(), &stats).error_code(),
               grpc::StatusCode::UNIMPLEMENTED);
   }
-  EXPECT_EQ(server_->flags()->Current()->stage, "feature-flags");
+  EXPECT_EQ(peer().flags()->Current()->stage, "feature-flags");
   {
     grpc::ClientContext ctx;
     ctx.AddMetadata("x-admin-token", "secret");
     ASSERT_TRUE(admin_->SetStage(&ctx, req, &resp).ok());
-    EXPECT_EQ(server_->flags()->Current()->stage, "cache-10");
+    EXPECT_EQ(peer().flags()->Current()->stage, "cache-10");
   }
   Stop();
 
-  // No token configured: state changes are refused outright.
+  // No token configured: one is generated into a 0600 file next to the flags file. Callers
+  // without it are still refused; whoever can read the file (local operators) can stage.
   Config c = MakeConfig();
   c.admin.token = "";
   Start(c);
-  HttpResult r = Post("/flags", body);
-  EXPECT_EQ(r.status, 403);
-  EXPECT_EQ(Body(r)["error"], "admin.token is not configured; state-changing admin calls are disabled");
+  const fs::path token_path = dir_ / "admin.token";
+  ASSERT_TRUE(fs::exists(token_path));
+  EXPECT_EQ(fs::status(token_path).permissions() & fs::perms::all,
+            fs::perms::owner_read | fs::perms::owner_write);
+  std::string token = ReadFile(token_path.string());
+  ASSERT_FALSE(token.empty());
+  ASSERT_EQ(token.back(), '\n');
+  token.pop_back();
+  EXPECT_EQ(token.size(), 64u);
+  EXPECT_EQ(token, peer().admin_token());
+  HttpResult r = Post("/flags", body, {});
+  EXPECT_EQ(r.status, 401) << r.body;
+  r = Post("/flags", body, {{"Authorization", "Bearer secret"}});
+  EXPECT_EQ(r.status, 401) << r.body;
+  r = Post("/flags", R"({"stage": "cache-50", "actor": "local"})",
+           {{"Authorization", "Bearer " + token}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(peer().flags()->Current()->stage, "cache-50");
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", "Bearer secret");
-  EXPECT_EQ(admin_->SetStage(&ctx, req, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(admin_->SetStage(&ctx, req, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  Stop();
+
+  // A restart generates a fresh token: the old one stops working.
+  Start(c);
+  EXPECT_NE(ReadFile(token_path.string()), token + "\n");
+  r = Post("/flags", body, {{"Authorization", "Bearer " + token}});
+  EXPECT_EQ(r.status, 401) << r.body;
 }
 
 TEST_F(AdminServerTest, FlagsSurviveARestart) {
@@ -445,7 +473,7 @@ TEST_F(AdminServerTest, FlagsSurviveARestart) {
   ASSERT_EQ(r.status, 200) << r.body;
   ASSERT_EQ(Post("/reload", R"({"actor": "bob"})").status, 200);
   const json before = Body(Get("/flags"));
-  EXPECT_EQ(server_->cache()->GetStats().max_entries, 77u);  // listener applied the flag
+  EXPECT_EQ(peer().cache()->GetStats().max_entries, 77u);  // listener applied the flag
   Stop();
 
   Start(MakeConfig());  // same flags path
@@ -453,9 +481,9 @@ TEST_F(AdminServerTest, FlagsSurviveARestart) {
   EXPECT_EQ(after, before);
   EXPECT_EQ(after["stage"], "cache-50");
   EXPECT_EQ(after["updated_by"], "alice");
-  EXPECT_EQ(server_->flags()->Current()->stage, "cache-50");
+  EXPECT_EQ(peer().flags()->Current()->stage, "cache-50");
   EXPECT_EQ(Body(Get("/health"))["reranker"]["stage"], "cache-50");
-  EXPECT_EQ(server_->cache()->GetStats().max_entries, 77u);
+  EXPECT_EQ(peer().cache()->GetStats().max_entries, 77u);
   Stop();
 
   // The audit trail has both lives: flag changes, the reload, startups and shutdowns.
@@ -479,7 +507,7 @@ TEST_F(AdminServerTest, NotReadyWhileWarmingUpAndOnceDrainBegins) {
   control_.Gate();  // warmup blocks in the scorer
   absl::Notification listening;
   std::atomic<int> http_port{0};
-  RerankServer::Overrides o;
+  RerankServer::Options o;
   o.on_admin_listening = [&](int http, int) {
     http_port = http;
     listening.Notify();
@@ -487,7 +515,8 @@ TEST_F(AdminServerTest, NotReadyWhileWarmingUpAndOnceDrainBegins) {
   absl::StatusOr<std::unique_ptr<RerankServer>> created;
   std::thread creator([&] {
     o.scorer_factory = control_.Factory();
-    created = RerankServer::Create(MakeConfig(), o);
+    o.config = MakeConfig();
+    created = RerankServer::BuildAndStart(o);
   });
   listening.WaitForNotification();
   control_.WaitForCalls(1);  // warmup is running
@@ -530,7 +559,7 @@ TEST_F(AdminServerTest, NotReadyWhileWarmingUpAndOnceDrainBegins) {
   }
   EXPECT_EQ(ready.status, 503);
   EXPECT_THAT(Body(ready)["reason"].get<std::string>(), HasSubstr("draining"));
-  EXPECT_FALSE(server_->readiness().ready);
+  EXPECT_FALSE(peer().readiness().ready);
   EXPECT_EQ(Get("/live").status, 200);    // the admin plane stays up during the drain
   EXPECT_EQ(Get("/health").status, 503);
   EXPECT_EQ(Metrics().Value("rerank_ready"), 0);
@@ -551,7 +580,7 @@ TEST_F(AdminServerTest, EmptyListenAddressDisablesAnAdminServer) {
   EXPECT_EQ(server_->admin_http_port(), 0);
   ASSERT_NE(server_->admin_grpc_port(), 0);
   grpc::ClientContext ctx;
-  admin::v1::GetStatsResponse stats;
+  admin::v1::Health stats;
   ASSERT_TRUE(admin_->GetStats(&ctx, admin::v1::GetStatsRequest(), &stats).ok());
   EXPECT_TRUE(stats.ready());
   EXPECT_EQ(stats.status(), "healthy");

@@ -9,6 +9,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/flag_store.h"
 #include "gmock/gmock.h"
+#include "server/batcher.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
 #include "tests/testing/fake_clock.h"
@@ -253,7 +254,7 @@ TEST_F(ServiceMetricsTest, QueueDepthFromTheBatcher) {
   auto batcher = Batcher::Create(bo, control.Factory(), &clock, metrics_.get());
   ASSERT_TRUE(batcher.ok()) << batcher.status();
   ServiceMetrics::Sources s;
-  s.batcher = batcher->get();
+  s.queue = batcher->get();
   metrics_->SetSources(s);
 
   auto row = [](int64_t tok) {

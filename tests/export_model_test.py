@@ -27,8 +27,7 @@ import yaml
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "export_model.py")
 PYTHON = sys.executable
-SHARED = os.environ.get("RERANK_SHARED_DIR", os.path.join(REPO, "..", "shared"))
-MINILM_DIR = os.path.join(SHARED, "data", "models", "ms-marco-MiniLM-L-6-v2")
+MINILM_DIR = os.path.join(REPO, "third_party", "ms-marco-MiniLM-L-6-v2")  # vendored, see NOTICE
 
 _spec = importlib.util.spec_from_file_location("export_model", TOOL)
 em = importlib.util.module_from_spec(_spec)
@@ -629,11 +628,12 @@ class RandomInitTest(unittest.TestCase):
 
 
 class MiniLMShapeTest(unittest.TestCase):
-    """The production shape: MiniLM-L6 config (and real vocab) from the shared data dir."""
+    """The production shape: MiniLM-L6 config and real vocab, vendored in third_party/."""
 
     def setUp(self):
-        if not os.path.isfile(os.path.join(MINILM_DIR, "config.json")):
-            self.skipTest(f"{MINILM_DIR}/config.json not found (set RERANK_SHARED_DIR)")
+        for name in ("config.json", "vocab.txt", "tokenizer_config.json"):
+            path = os.path.join(MINILM_DIR, name)
+            self.assertTrue(os.path.isfile(path), f"missing vendored file {path}")
         self.tmp = tempfile.mkdtemp(prefix="export_model_minilm_")
 
     def tearDown(self):

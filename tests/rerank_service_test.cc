@@ -18,7 +18,8 @@
 #include "nlohmann/json.hpp"
 #include "rerank/v1/reranker.grpc.pb.h"
 #include "common/rollout.h"
-#include "server/rerank_server.h"
+#include "app/rerank_server.h"
+#include "tests/testing/rerank_server_peer.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_scorer.h"
 
@@ -59,10 +60,11 @@ class RerankServiceTest : public ::testing::Test {
     fs::remove_all(dir_);
   }
   void Start(Clock* clock = nullptr, bool real_model = false) {
-    RerankServer::Overrides o;
+    RerankServer::Options o;
     if (!real_model) o.scorer_factory = scorer_.Factory();
     o.clock = clock;
-    auto s = RerankServer::Create(config_, o);
+    o.config = config_;
+    auto s = RerankServer::BuildAndStart(o);
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = *std::move(s);
     channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->data_port()),
@@ -103,6 +105,7 @@ class RerankServiceTest : public ::testing::Test {
   Config config_;
   testing::FakeScorerControl scorer_;
   std::unique_ptr<RerankServer> server_;
+  RerankServerTestPeer peer() { return RerankServerTestPeer(server_.get()); }
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Reranker::Stub> stub_;
 };
@@ -226,14 +229,14 @@ TEST_F(RerankServiceTest, RerankBatchScoresAllQueriesAndNamesTheBadSubRequest) {
 
 TEST_F(RerankServiceTest, DisabledRerankerPassesOriginalOrderThrough) {
   Start();
-  ASSERT_TRUE(server_->flags()->SetStage("disabled", "test").ok());
+  ASSERT_TRUE(peer().flags()->SetStage("disabled", "test").ok());
   const int64_t before = scorer_.rows_scored();
   v1::RerankResponse resp;
   ASSERT_TRUE(Call(Req("how many people live in berlin", kDocs), &resp).ok());
   EXPECT_FALSE(resp.reranked());
   EXPECT_THAT(Indices(resp), ElementsAre(0, 1, 2, 3, 4));
   EXPECT_EQ(scorer_.rows_scored(), before) << "no inference when disabled";
-  ASSERT_TRUE(server_->flags()->SetStage("feature-flags", "test").ok());
+  ASSERT_TRUE(peer().flags()->SetStage("feature-flags", "test").ok());
   ASSERT_TRUE(Call(Req("how many people live in berlin", kDocs), &resp).ok());
   EXPECT_TRUE(resp.reranked()) << "re-enabled on the very next request";
   EXPECT_THAT(Indices(resp), ElementsAre(2, 0, 4, 6, 3));
@@ -302,10 +305,10 @@ TEST_F(RerankServiceTest, FullQueueIsResourceExhaustedAndDeadlinesDropQueuedWork
     b_done.Notify();
   });
   // Once B is queued, C does not fit (3 queued + 3 > 5).
-  for (int i = 0; i < 1000 && server_->batcher()->queued_rows() < 3; ++i) {
+  for (int i = 0; i < 1000 && peer().batcher()->queued_rows() < 3; ++i) {
     absl::SleepFor(absl::Milliseconds(5));
   }
-  ASSERT_EQ(server_->batcher()->queued_rows(), 3);
+  ASSERT_EQ(peer().batcher()->queued_rows(), 3);
   v1::RerankResponse c_resp;
   grpc::Status c = Call(Req("q", {"seven", "eight", "nine"}), &c_resp);
   EXPECT_EQ(c.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
@@ -319,10 +322,10 @@ TEST_F(RerankServiceTest, FullQueueIsResourceExhaustedAndDeadlinesDropQueuedWork
   a_done.WaitForNotification();
   EXPECT_TRUE(a_status.ok());
   // B expired while queued: the worker dropped it instead of scoring it.
-  for (int i = 0; i < 1000 && server_->batcher()->queued_rows() > 0; ++i) {
+  for (int i = 0; i < 1000 && peer().batcher()->queued_rows() > 0; ++i) {
     absl::SleepFor(absl::Milliseconds(5));
   }
-  EXPECT_EQ(server_->batcher()->queued_rows(), 0);
+  EXPECT_EQ(peer().batcher()->queued_rows(), 0);
   EXPECT_EQ(scorer_.rows_scored() - warm_rows, 3);
 }
 
@@ -420,12 +423,12 @@ TEST_F(RerankServiceTest, CacheRolloutIsStickyWithinTwoPercentOverTenThousandCli
   config_.flags.initial.cache_max_entries = 100000;
   Start();
   for (const auto& [stage, percent] : std::vector<std::pair<std::string, int>>{{"cache-10", 10}, {"cache-50", 50}}) {
-    ASSERT_TRUE(server_->flags()->SetStage(stage, "test").ok());
-    FeatureFlags f = *server_->flags()->Current();
+    ASSERT_TRUE(peer().flags()->SetStage(stage, "test").ok());
+    FeatureFlags f = *peer().flags()->Current();
     f.cache_max_entries = 100000;
     f.stage = stage;
-    ASSERT_TRUE(server_->flags()->Set(f, "test").ok());
-    server_->cache()->Clear();
+    ASSERT_TRUE(peer().flags()->Set(f, "test").ok());
+    peer().cache()->Clear();
     constexpr int kClients = 10000;
     constexpr int kPerBatch = 64;
     std::vector<int> hits_per_client(kClients, 0);
@@ -442,7 +445,9 @@ TEST_F(RerankServiceTest, CacheRolloutIsStickyWithinTwoPercentOverTenThousandCli
         ASSERT_TRUE(stub_->RerankBatch(&ctx, batch, &resp).ok());
         for (int k = 0; k < resp.responses_size(); ++k) {
           if (round == 1) hits_per_client[first + k] = resp.responses(k).cache_hits();
-          if (round == 0) EXPECT_EQ(resp.responses(k).cache_hits(), 0u);
+          if (round == 0) {
+            EXPECT_EQ(resp.responses(k).cache_hits(), 0u);
+          }
         }
       }
     }
@@ -487,7 +492,7 @@ TEST_F(RerankServiceTest, CachePartialHitsScoreIdenticallyToUncachedWithTheRealM
   EXPECT_EQ(s2[b], s1[b]);
   EXPECT_EQ(s2[c], s1[c]);
   // The same request without the cache: the model scores all four documents again.
-  ASSERT_TRUE(server_->flags()->SetStage("feature-flags", "test").ok());
+  ASSERT_TRUE(peer().flags()->SetStage("feature-flags", "test").ok());
   ASSERT_TRUE(Call(second, &r3).ok());
   EXPECT_EQ(r3.cache_hits(), 0u);
   auto s3 = by_text(r3);
@@ -495,7 +500,7 @@ TEST_F(RerankServiceTest, CachePartialHitsScoreIdenticallyToUncachedWithTheRealM
   for (const auto& [text, score] : s3) EXPECT_NEAR(s2[text], score, 1e-5) << text;
   EXPECT_EQ(Indices(r2), Indices(r3));
   EXPECT_NE(s3[b], s3[d]) << "the real model tells documents apart";
-  EXPECT_EQ(server_->cache()->GetStats().hits, 2u);
+  EXPECT_EQ(peer().cache()->GetStats().hits, 2u);
 }
 
 TEST_F(RerankServiceTest, StandardHealthServiceReportsServing) {

@@ -4,7 +4,7 @@
 rerank_add_test(rerankctl_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/rerankctl_test.cc LIBS rerankctl_lib)
 
 set(_rerankctl_env
-    "RERANK_SHARED_DIR=${RERANK_SHARED_DIR};RERANK_BUILD_DIR=${CMAKE_BINARY_DIR};RERANK_SOURCE_DIR=${CMAKE_SOURCE_DIR};RERANKCTL=$<TARGET_FILE:rerankctl>;RERANKD=$<TARGET_FILE:rerankd>")
+    "RERANK_BUILD_DIR=${CMAKE_BINARY_DIR};RERANK_SOURCE_DIR=${CMAKE_SOURCE_DIR};RERANKCTL=$<TARGET_FILE:rerankctl>;RERANKD=$<TARGET_FILE:rerankd>")
 
 add_test(NAME rerankctl_fake_admin_test
          COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/rerankctl_fake_admin_test.py)

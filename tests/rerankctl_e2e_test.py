@@ -50,7 +50,7 @@ class RerankctlE2ETest(unittest.TestCase):
     def setUpClass(cls):
         model_dir = os.path.join(BUILD_DIR, "testdata", "tiny_model")
         if not os.path.isfile(os.path.join(model_dir, "model.yaml")):
-            raise unittest.SkipTest("no tiny model at %s (build target test_models)" % model_dir)
+            raise AssertionError("no tiny model at %s (build target test_models)" % model_dir)
         cls.tmp = tempfile.mkdtemp(prefix="rerankctl_e2e_")
         cls.grpc_port, cls.http_port, cls.admin_grpc_port = free_port(), free_port(), free_port()
         cls.data = os.path.join(cls.tmp, "data")

@@ -55,7 +55,7 @@ def apply_stage(flags, name):
 class FakeAdmin:
     """A threaded HTTP server implementing GET /health /ready /flags and POST /flags."""
 
-    def __init__(self, token="secret"):
+    def __init__(self, token="fake-admin-token-0123"):
         self.token = token
         self.lock = threading.Lock()
         self.flags = copy.deepcopy(BASE_FLAGS)
@@ -155,7 +155,7 @@ class RerankctlFakeAdminTest(unittest.TestCase):
     def setUp(self):
         self.fake = FakeAdmin()
         self.tmp = tempfile.mkdtemp(prefix="rerankctl_fake_")
-        self.env = clean_env(RERANKER_ADMIN_URL=self.fake.url, RERANKER_ADMIN_TOKEN="secret")
+        self.env = clean_env(RERANKER_ADMIN_URL=self.fake.url, RERANKER_ADMIN_TOKEN="fake-admin-token-0123")
 
     def tearDown(self):
         self.fake.stop()
@@ -173,7 +173,7 @@ class RerankctlFakeAdminTest(unittest.TestCase):
         self.assertEqual(self.fake.flags["stage"], "cache-50")
         headers, body = self.fake.posts[-1]
         self.assertEqual(body, {"stage": "cache-50", "actor": "alice"})
-        self.assertEqual(headers.get("Authorization"), "Bearer secret")
+        self.assertEqual(headers.get("Authorization"), "Bearer fake-admin-token-0123")
 
     def test_stage_token_flag_overrides_env_and_wrong_token_fails(self):
         p = rerankctl("stage", "full", "--token", "wrong", env=self.env)

@@ -1,7 +1,7 @@
 # Hot-path tests: batcher (fake scorer) and the engine/service over a real gRPC channel.
 rerank_add_test(batcher_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/batcher_test.cc LIBS rerank_batcher)
 rerank_add_test(rerank_service_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/rerank_service_test.cc
-                LIBS rerank_server nlohmann_json::nlohmann_json)
+                LIBS rerank_app nlohmann_json::nlohmann_json)
 add_dependencies(rerank_service_test test_models)
 
 # A Python client generated from the published proto against the real rerankd binary.

@@ -2,22 +2,19 @@
 # tests: ${CMAKE_BINARY_DIR}/testdata/tiny_model/{model.pt,vocab.txt,model.yaml}, i.e.
 # $RERANK_BUILD_DIR/testdata/tiny_model at test time. Shape: tests/testdata/tiny_bert_config.json
 # (2 layers, hidden 64, 4 heads, max_position_embeddings 128). The vocab is the real MiniLM
-# WordPiece vocab when the shared data dir has it at configure time, else a generated demo vocab
-# of the same size (30522). Weights are deterministic (seed 0), so model.yaml's version is stable.
+# WordPiece vocab vendored in third_party/ (a missing file is a configure error, never a silent
+# fallback: the tests' expected rankings depend on it). Weights are deterministic (seed 0), so
+# model.yaml's version is stable.
 # They use std 0.2 and random biases/LayerNorm rather than BERT's 0.02 init, whose logits are
 # nearly constant (std ~1e-4 across inputs): here scores spread by about 1, so tests comparing
 # scores (padding, batching, ordering, fp32 vs bf16) can actually fail.
 # A test binary built on its own should add_dependencies(<test> test_models).
 set(RERANK_TINY_MODEL_DIR ${CMAKE_BINARY_DIR}/testdata/tiny_model)
 set(_tiny_model_config ${CMAKE_SOURCE_DIR}/tests/testdata/tiny_bert_config.json)
-set(_tiny_model_vocab ${RERANK_SHARED_DIR}/data/models/ms-marco-MiniLM-L-6-v2/vocab.txt)
-if(EXISTS ${_tiny_model_vocab})
-  set(_tiny_model_vocab_args --vocab ${_tiny_model_vocab})
-  set(_tiny_model_vocab_deps ${_tiny_model_vocab})
-else()
-  message(STATUS "test_models: ${_tiny_model_vocab} not found, tiny_model uses a demo vocab")
-  set(_tiny_model_vocab_args)
-  set(_tiny_model_vocab_deps)
+set(_tiny_model_vocab ${RERANK_MINILM_DIR}/vocab.txt)
+if(NOT EXISTS ${_tiny_model_vocab})
+  message(FATAL_ERROR "test_models: missing ${_tiny_model_vocab} (vendored MiniLM vocab; "
+                      "restore it with `git checkout -- third_party`)")
 endif()
 add_custom_command(
   OUTPUT ${RERANK_TINY_MODEL_DIR}/model.pt ${RERANK_TINY_MODEL_DIR}/vocab.txt
@@ -25,9 +22,8 @@ add_custom_command(
   COMMAND ${RERANK_PYTHON} ${CMAKE_SOURCE_DIR}/tools/export_model.py
           --random-init --config ${_tiny_model_config} --out ${RERANK_TINY_MODEL_DIR}
           --name tiny_model --seed 0 --init-std 0.2 --nonzero-biases
-          ${_tiny_model_vocab_args}
-  DEPENDS ${CMAKE_SOURCE_DIR}/tools/export_model.py ${_tiny_model_config}
-          ${_tiny_model_vocab_deps}
+          --vocab ${_tiny_model_vocab}
+  DEPENDS ${CMAKE_SOURCE_DIR}/tools/export_model.py ${_tiny_model_config} ${_tiny_model_vocab}
   COMMENT "Generating tiny random test model in ${RERANK_TINY_MODEL_DIR}"
   VERBATIM)
 add_custom_target(test_models ALL DEPENDS ${RERANK_TINY_MODEL_DIR}/model.yaml)

@@ -11,7 +11,7 @@ function(rerank_add_test name)
   target_link_libraries(${name} PRIVATE rerank_testing ${T_LIBS})
   gtest_discover_tests(${name}
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR}
-    # The escaped ";" keeps both variables in one ENVIRONMENT value through gtest_discover_tests.
-    PROPERTIES ENVIRONMENT "RERANK_SHARED_DIR=${RERANK_SHARED_DIR}\\;RERANK_BUILD_DIR=${CMAKE_BINARY_DIR}"
+    # No RERANK_SHARED_DIR: tests read only the repository (third_party/, tests/testdata/).
+    PROPERTIES ENVIRONMENT "RERANK_BUILD_DIR=${CMAKE_BINARY_DIR}"
     DISCOVERY_TIMEOUT 60)
 endfunction()

@@ -1,5 +1,5 @@
 // Unit tests of server/tokenizer.h against a small hand-written vocab (so the expected ids are
-// obvious), plus a few checks against the real MiniLM vocab when RERANK_SHARED_DIR has it.
+// obvious), plus a few checks against the real MiniLM vocab (vendored in third_party/).
 #include "server/tokenizer.h"
 
 #include <unistd.h>
@@ -499,10 +499,8 @@ TEST_F(TokenizerTest, ConcurrentTokenizeMatchesSequential) {
 // ---- Real vocab ---------------------------------------------------------------------------------
 
 TEST(TokenizerRealVocabTest, KnownIds) {
-  const char* shared = std::getenv("RERANK_SHARED_DIR");
-  const std::string path =
-      absl::StrCat(shared ? shared : "", "/data/models/ms-marco-MiniLM-L-6-v2/vocab.txt");
-  if (shared == nullptr || !std::ifstream(path)) GTEST_SKIP() << "no " << path;
+  const std::string path = absl::StrCat(RERANK_MINILM_DIR, "/vocab.txt");  // vendored
+  ASSERT_TRUE(std::ifstream(path)) << "missing vendored file " << path;
   WordPieceTokenizer::Options options;
   options.vocab_path = path;
   auto tok = WordPieceTokenizer::Create(options);

@@ -1,0 +1,92 @@
+// Internals of RerankServer (app/rerank_server.h): the components it owns, in construction order.
+// Only app/rerank_server.cc and the test peer (tests/testing/rerank_server_peer.h) include this.
+#ifndef RERANK_APP_RERANK_SERVER_IMPL_H_
+#define RERANK_APP_RERANK_SERVER_IMPL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "admin/admin_core.h"
+#include "admin/admin_service.h"
+#include "admin/http_server.h"
+#include "admin/live_stats.h"
+#include "admin/service_metrics.h"
+#include "app/rerank_server.h"
+#include "common/audit_log.h"
+#include "common/flag_store.h"
+#include "common/rate_limiter.h"
+#include "common/score_cache.h"
+#include "server/batcher.h"
+#include "server/model_info.h"
+#include "server/rerank_engine.h"
+#include "server/rerank_service.h"
+#include "server/tokenizer.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace rerank {
+
+struct RerankServer::Impl {
+  explicit Impl(Options o) : options(std::move(o)), config(options.config) {}
+
+  // Build steps, in order; each fills the members below it.
+  absl::Status Build();
+  absl::Status LoadModel();
+  absl::Status InitAudit();
+  absl::Status InitFlags();
+  absl::Status InitCacheAndRateLimiter();
+  absl::Status InitObservability();
+  absl::Status InitBatcher();
+  absl::Status InitEngine();
+  absl::Status StartAdmin();
+  absl::Status ResolveAdminToken();
+  absl::Status Warmup();
+  absl::Status StartDataPlane();
+  void Shutdown();
+  Readiness GetReadiness() const;
+
+  Options options;
+  const Config& config;
+  Clock* clock = nullptr;
+  absl::Time start_time;
+  ModelInfo model;
+  std::unique_ptr<WordPieceTokenizer> tokenizer;
+  std::unique_ptr<AuditLog> audit;
+  std::unique_ptr<FlagStore> flags;
+  std::unique_ptr<ScoreCache> cache;
+  std::unique_ptr<RateLimiter> rate_limiter;
+  // Declared before the batcher and engine, which hold pointers to them.
+  std::shared_ptr<prometheus::Registry> registry;
+  std::unique_ptr<ServiceMetrics> metrics;
+  std::unique_ptr<LiveStats> live_stats;
+  std::unique_ptr<CompositeRequestObserver> request_observers;
+  std::unique_ptr<CompositeBatcherObserver> batcher_observers;
+  std::unique_ptr<Batcher> batcher;
+  std::unique_ptr<RerankEngine> engine;
+  std::unique_ptr<RerankService> service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  int data_port = 0;
+  std::atomic<bool> ready{false};
+  std::atomic<bool> shut_down{false};
+  absl::Notification stopped;
+  // The admin token in force: admin.token, or the one generated into admin.token_file.
+  std::string admin_token;
+  // Admin plane; declared last so it is destroyed first (it reads everything above).
+  std::unique_ptr<AdminCore> admin_core;
+  std::unique_ptr<AdminHttpServer> admin_http;
+  std::unique_ptr<AdminGrpcServer> admin_grpc;
+  int admin_http_port = 0;
+  int admin_grpc_port = 0;
+};
+
+}  // namespace rerank
+
+#endif  // RERANK_APP_RERANK_SERVER_IMPL_H_

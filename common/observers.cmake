@@ -1,0 +1,4 @@
+# The interfaces that cross planes (common/observers.h): header only, absl status/time alone.
+add_library(rerank_observers INTERFACE)
+target_include_directories(rerank_observers INTERFACE ${CMAKE_SOURCE_DIR})
+target_link_libraries(rerank_observers INTERFACE absl::status absl::time)

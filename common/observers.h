@@ -1,0 +1,115 @@
+// The small interfaces that cross planes. The data plane (server/) reports what it does through
+// RequestObserver and BatcherObserver and exposes its load through QueueStats; the admin plane
+// (admin/: metrics, live /health stats) implements or reads them; the composition root (app/)
+// connects the two. Neither plane includes the other: both include only this header, which pulls
+// in nothing heavier than absl's Status and Time.
+#ifndef RERANK_COMMON_OBSERVERS_H_
+#define RERANK_COMMON_OBSERVERS_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace rerank {
+
+// One finished data-plane request.
+struct RequestReport {
+  std::string rpc;  // "Rerank" | "RerankBatch"
+  absl::StatusCode code = absl::StatusCode::kOk;
+  absl::Duration latency;  // from the RPC's start to its response
+  int queries = 0;         // 1 for Rerank, sub-requests for RerankBatch
+  int documents = 0;       // candidates considered
+  int pairs_scored = 0;    // rows sent to the model (after cache hits, chunks counted)
+  int cache_lookups = 0;
+  int cache_hits = 0;
+  bool reranked = false;  // false for pass-through (reranker disabled) and errors
+  bool rate_limited = false;
+};
+
+// Thread-safe; called on gRPC or worker threads, outside engine locks. Must not block.
+class RequestObserver {
+ public:
+  virtual ~RequestObserver() = default;
+  virtual void OnRequest(const RequestReport& report) = 0;
+};
+
+// What one batcher worker iteration did. Reported on the worker thread, outside locks.
+struct BatchReport {
+  int rows = 0;               // rows taken from the queue
+  int unique_rows = 0;        // after de-duplication
+  int forwards = 0;           // micro-batches run
+  int64_t real_tokens = 0;    // sum of row lengths (unique rows)
+  int64_t padded_tokens = 0;  // sum over micro-batches of rows x longest row
+  absl::Duration queue_wait;  // oldest row's wait between Submit and the batch start
+  absl::Duration inference;   // time in Scorer::Score
+  bool ok = true;
+};
+
+// Thread-safe; called on batcher worker threads. Must not block.
+class BatcherObserver {
+ public:
+  virtual ~BatcherObserver() = default;
+  virtual void OnBatch(const BatchReport& report) = 0;
+  // A job dropped before inference (cancelled, deadline) or failed.
+  virtual void OnJobDropped(absl::StatusCode code) = 0;
+};
+
+// The scoring queue's load, read at scrape time. Thread-safe, cheap.
+class QueueStats {
+ public:
+  virtual ~QueueStats() = default;
+  virtual int queued_rows() const = 0;
+  virtual int busy_workers() const = 0;
+};
+
+// What /ready reports.
+struct Readiness {
+  bool ready = false;
+  std::string reason;  // why not ready; empty when ready
+};
+
+// Fan-out observers: the data plane takes one observer of each kind; these forward each report to
+// several (metrics, live stats, a test's own), in the given order. The list is fixed at
+// construction (null entries skipped), so calls take no lock. Targets are not owned.
+class CompositeRequestObserver final : public RequestObserver {
+ public:
+  explicit CompositeRequestObserver(std::vector<RequestObserver*> observers) {
+    for (RequestObserver* o : observers) {
+      if (o != nullptr) observers_.push_back(o);
+    }
+  }
+  void OnRequest(const RequestReport& report) override {
+    for (RequestObserver* o : observers_) o->OnRequest(report);
+  }
+  size_t size() const { return observers_.size(); }
+
+ private:
+  std::vector<RequestObserver*> observers_;
+};
+
+class CompositeBatcherObserver final : public BatcherObserver {
+ public:
+  explicit CompositeBatcherObserver(std::vector<BatcherObserver*> observers) {
+    for (BatcherObserver* o : observers) {
+      if (o != nullptr) observers_.push_back(o);
+    }
+  }
+  void OnBatch(const BatchReport& report) override {
+    for (BatcherObserver* o : observers_) o->OnBatch(report);
+  }
+  void OnJobDropped(absl::StatusCode code) override {
+    for (BatcherObserver* o : observers_) o->OnJobDropped(code);
+  }
+  size_t size() const { return observers_.size(); }
+
+ private:
+  std::vector<BatcherObserver*> observers_;
+};
+
+}  // namespace rerank
+
+#endif  // RERANK_COMMON_OBSERVERS_H_
