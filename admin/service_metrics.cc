@@ -67,8 +67,9 @@ absl::Status ServiceMetrics::Build(const Options& options) {
                              .Register(r);
     target_met_ = &BuildCounter()
                        .Name("rerank_target_latency_met_total")
-                       .Help("Successful (OK) RPCs answered within the latency target "
-                             "(rerank_target_latency_seconds) in force when they finished.")
+                       .Help(
+                           "Successful (OK) RPCs answered within the latency target "
+                           "(rerank_target_latency_seconds) in force when they finished.")
                        .Register(r);
     for (const char* rpc : {"Rerank", "RerankBatch"}) {
       // Series that exist from the start (at 0), so rate() works before the first request.
@@ -204,8 +205,9 @@ absl::Status ServiceMetrics::Build(const Options& options) {
                                   .Add({});
     flags_file_invalid_ = &BuildGauge()
                                .Name("rerank_flags_file_invalid")
-                               .Help("1 while the flags file's latest content is invalid or "
-                                     "missing (the last good flags stay in force), else 0.")
+                               .Help(
+                                   "1 while the flags file's latest content is invalid or "
+                                   "missing (the last good flags stay in force), else 0.")
                                .Register(r)
                                .Add({});
     audit_written_ = &BuildCounter()

@@ -84,17 +84,14 @@ void ExpectStagesMatchRerankd(const std::vector<std::string>& base_sets) {
   }
 }
 
-TEST(HelmFlagsTest, EveryStageMatchesApplyStageOnTheChartDefaults) {
-  ExpectStagesMatchRerankd({});
-}
+TEST(HelmFlagsTest, EveryStageMatchesApplyStageOnTheChartDefaults) { ExpectStagesMatchRerankd({}); }
 
 TEST(HelmFlagsTest, EveryStageMatchesApplyStageOnANonDefaultBase) {
-  ExpectStagesMatchRerankd({"flags.cache.enabled=true", "flags.cache.trafficPercent=30",
-                            "flags.cache.maxEntries=500", "flags.batch.enabled=false",
-                            "flags.audit.enabled=false", "flags.overfetch.enabled=true",
-                            "flags.overfetch.candidates=30", "flags.overfetch.topN=10",
-                            "flags.rateLimit.enabled=false", "flags.rateLimit.perMinute=7",
-                            "flags.reranker.enabled=false"});
+  ExpectStagesMatchRerankd(
+      {"flags.cache.enabled=true", "flags.cache.trafficPercent=30", "flags.cache.maxEntries=500",
+       "flags.batch.enabled=false", "flags.audit.enabled=false", "flags.overfetch.enabled=true",
+       "flags.overfetch.candidates=30", "flags.overfetch.topN=10", "flags.rateLimit.enabled=false",
+       "flags.rateLimit.perMinute=7", "flags.reranker.enabled=false"});
 }
 
 TEST(HelmFlagsTest, TheDefaultStageIsTheInitialFlagsOfRerankd) {
