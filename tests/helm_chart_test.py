@@ -215,10 +215,12 @@ class ChartChecks:
         flags_cm, flags_key = file_in_configmap(config["flags"]["path"])
         flags = yaml.safe_load(flags_cm["data"][flags_key])
         self.assertEqual(flags["stage"], self.expected_stage)
-        # The audit log goes to the writable data volume.
+        # The audit log and a generated admin token go to the writable data volume.
         data_mount = os.path.dirname(config["audit"]["path"])
         self.assertIn(data_mount, mounts)
         self.assertIn("emptyDir", volumes[mounts[data_mount]["name"]])
+        self.assertFalse(mounts[data_mount].get("readOnly"))
+        self.assertEqual(os.path.dirname(config["admin"]["token_file"]), data_mount)
         # A config change restarts the Pods; a flags change must not.
         annotations = self.deployment()["spec"]["template"]["metadata"]["annotations"]
         self.assertEqual(annotations["checksum/config"],
@@ -268,7 +270,8 @@ class DefaultValuesTest(ChartChecks, unittest.TestCase):
                                         "Service", "HorizontalPodAutoscaler",
                                         "PodDisruptionBudget"]))
         secret = one(self.docs, "Secret")
-        self.assertEqual(base64.b64decode(secret["data"]["token"]), b"")  # refuses admin writes
+        # Empty: each Pod generates its own token into admin.token_file.
+        self.assertEqual(base64.b64decode(secret["data"]["token"]), b"")
 
     def test_without_autoscaling_the_deployment_sets_replicas(self):
         docs = render("--set", "autoscaling.enabled=false", "--set", "replicaCount=3")
@@ -295,7 +298,8 @@ class DefaultValuesTest(ChartChecks, unittest.TestCase):
                 (["--set", "rollout.stag=full"], "rollout"),  # a typo: unknown key
                 (["--set", "probes.readiness.type=tcp"], "probes.readiness.type"),
                 (["--set", "terminationGracePeriodSeconds=12"], "terminationGracePeriodSeconds"),
-                (["--set", "flags.overfetch.topN=30"], "flags.overfetch.topN")]:
+                (["--set", "flags.overfetch.topN=30"], "flags.overfetch.topN"),
+                (["--set", "adminToken.token=short"], "adminToken.token")]:
             p = render(*args, expect_ok=False)
             self.assertNotEqual(p.returncode, 0, args)
             self.assertIn(field, p.stderr, args)

@@ -68,7 +68,8 @@ execution, drain window) over the user's `config`.
     "poll_interval_ms" (int $v.flags.pollIntervalMs))
   "admin" (dict
     "http_listen" (printf "0.0.0.0:%d" (int $v.ports.http))
-    "grpc_listen" (printf "0.0.0.0:%d" (int $v.ports.admin)))
+    "grpc_listen" (printf "0.0.0.0:%d" (int $v.ports.admin))
+    "token_file" (printf "%s/admin.token" (include "rerankd.dataDir" .)))
 -}}
 {{- toYaml (mergeOverwrite (deepCopy $v.config) $chart) -}}
 {{- end -}}
