@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/flag_store.h"
 #include "prometheus/text_serializer.h"
 
 namespace rerank {
@@ -40,6 +41,11 @@ absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Create(
            {"padding_ratio_buckets", &options.padding_ratio_buckets}}) {
     if (absl::Status s = CheckBuckets(field, *buckets); !s.ok()) return s;
   }
+  if (options.target_latency <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ServiceMetrics: target_latency must be > 0, got ",
+                     absl::FormatDuration(options.target_latency)));
+  }
   std::unique_ptr<ServiceMetrics> m(new ServiceMetrics(registry));
   if (absl::Status s = m->Build(options); !s.ok()) return s;
   return m;
@@ -59,11 +65,24 @@ absl::Status ServiceMetrics::Build(const Options& options) {
                              .Name("rerank_request_duration_seconds")
                              .Help("Data-plane RPC latency, from arrival to response.")
                              .Register(r);
+    target_met_ = &BuildCounter()
+                       .Name("rerank_target_latency_met_total")
+                       .Help(
+                           "Successful (OK) RPCs answered within the latency target "
+                           "(rerank_target_latency_seconds) in force when they finished.")
+                       .Register(r);
     for (const char* rpc : {"Rerank", "RerankBatch"}) {
       // Series that exist from the start (at 0), so rate() works before the first request.
       requests_->Add({{"rpc", rpc}, {"outcome", "ok"}, {"code", "OK"}});
       request_duration_->Add({{"rpc", rpc}}, options_.duration_buckets);
+      target_met_->Add({{"rpc", rpc}});
     }
+    target_latency_ = &BuildGauge()
+                           .Name("rerank_target_latency_seconds")
+                           .Help("The latency target (rerank.target_latency_ms), in seconds.")
+                           .Register(r)
+                           .Add({});
+    target_latency_->Set(absl::ToDoubleSeconds(options_.target_latency));
     pairs_scored_ = &BuildCounter()
                          .Name("rerank_pairs_scored_total")
                          .Help("(query, document) rows sent to the model by successful requests "
@@ -184,6 +203,13 @@ absl::Status ServiceMetrics::Build(const Options& options) {
                                         "cache.traffic_percent; 0 when the cache is disabled).")
                                   .Register(r)
                                   .Add({});
+    flags_file_invalid_ = &BuildGauge()
+                               .Name("rerank_flags_file_invalid")
+                               .Help(
+                                   "1 while the flags file's latest content is invalid or "
+                                   "missing (the last good flags stay in force), else 0.")
+                               .Register(r)
+                               .Add({});
     audit_written_ = &BuildCounter()
                           .Name("rerank_audit_written_total")
                           .Help("Audit events appended to the audit log.")
@@ -261,6 +287,9 @@ void ServiceMetrics::OnRequest(const RequestReport& report) {
   if (report.code == absl::StatusCode::kOk && report.pairs_scored > 0) {
     pairs_scored_->Increment(report.pairs_scored);
   }
+  if (report.code == absl::StatusCode::kOk && report.latency <= options_.target_latency) {
+    target_met_->Add({{"rpc", report.rpc}}).Increment();
+  }
 }
 
 void ServiceMetrics::OnBatch(const BatchReport& report) {
@@ -318,6 +347,11 @@ void ServiceMetrics::Refresh() {
     reranker_enabled_->Set(f->reranker_enabled ? 1 : 0);
     cache_enabled_->Set(f->cache_enabled ? 1 : 0);
     cache_traffic_percent_->Set(f->cache_enabled ? f->cache_traffic_percent : 0);
+    // The wiring hands the FlagStore over as its FlagSource interface; its last_error() is what
+    // tells an operator that a ConfigMap or hand edit was rejected.
+    if (const auto* store = dynamic_cast<const FlagStore*>(s.flags)) {
+      flags_file_invalid_->Set(store->last_error().ok() ? 0 : 1);
+    }
   }
   if (s.queue != nullptr) {
     queue_pairs_->Set(s.queue->queued_rows());

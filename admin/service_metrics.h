@@ -16,6 +16,7 @@
 // Series:
 //   rerank_requests_total{rpc,outcome="ok|passthrough|rate_limited|error",code}
 //   rerank_request_duration_seconds{rpc}, rerank_pairs_scored_total
+//   rerank_target_latency_met_total{rpc}, rerank_target_latency_seconds
 //   rerank_queue_wait_seconds, rerank_inference_duration_seconds, rerank_batch_pairs,
 //   rerank_batch_tokens, rerank_batch_padding_ratio, rerank_batches_total{outcome},
 //   rerank_model_forwards_total, rerank_batch_real_tokens_total, rerank_batch_padded_tokens_total,
@@ -24,7 +25,7 @@
 //   rerank_cache_entries, rerank_cache_max_entries, rerank_cache_bytes
 //   rerank_rate_limited_total, rerank_rate_limiter_clients
 //   rerank_stage_info{stage}, rerank_reranker_enabled, rerank_cache_enabled,
-//   rerank_cache_traffic_percent
+//   rerank_cache_traffic_percent, rerank_flags_file_invalid
 //   rerank_audit_written_total, rerank_audit_dropped_total, rerank_audit_failed_total
 //   rerank_model_info{name,version,precision}, rerank_ready, rerank_queue_pairs,
 //   rerank_busy_workers, rerank_uptime_seconds
@@ -74,6 +75,11 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
                                                 2048, 4096, 8192, 16384, 32768};
     // rerank_batch_padding_ratio buckets: padded-but-not-real share of a batch's tokens.
     std::vector<double> padding_ratio_buckets = {0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75};
+    // rerank.target_latency_ms. rerank_target_latency_met_total counts the successful (OK)
+    // requests answered within it, as /health's target_latency_met_rate_percent does; counting
+    // at observation time (rather than reading a histogram bucket) keeps the rate right for any
+    // target, and rerank_target_latency_seconds exposes the target in force. Must be > 0.
+    absl::Duration target_latency = absl::Milliseconds(50);
   };
 
   // Read at scrape time; each may be null/empty (that series then stays at its last value, 0).
@@ -81,6 +87,7 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
     const ScoreCache* cache = nullptr;
     const RateLimiter* rate_limiter = nullptr;
     const AuditLog* audit = nullptr;
+    // When it is a FlagStore, rerank_flags_file_invalid follows its last_error().
     const FlagSource* flags = nullptr;
     const QueueStats* queue = nullptr;  // rerank_queue_pairs, rerank_busy_workers
     std::function<bool()> ready;
@@ -89,7 +96,8 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
   };
 
   // Builds every family in `registry` (not owned; must outlive this). InvalidArgument if a
-  // bucket list is empty or not increasing, or the registry refuses a family (name clash).
+  // bucket list is empty or not increasing, target_latency is not positive, or the registry
+  // refuses a family (name clash).
   static absl::StatusOr<std::unique_ptr<ServiceMetrics>> Create(const Options& options,
                                                                 prometheus::Registry* registry);
 
@@ -127,6 +135,8 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
   prometheus::Family<prometheus::Counter>* requests_ = nullptr;
   prometheus::Family<prometheus::Histogram>* request_duration_ = nullptr;
   prometheus::Counter* pairs_scored_ = nullptr;
+  prometheus::Family<prometheus::Counter>* target_met_ = nullptr;
+  prometheus::Gauge* target_latency_ = nullptr;
   prometheus::Histogram* queue_wait_ = nullptr;
   prometheus::Histogram* inference_ = nullptr;
   prometheus::Histogram* batch_pairs_ = nullptr;
@@ -151,6 +161,7 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
   prometheus::Gauge* reranker_enabled_ = nullptr;
   prometheus::Gauge* cache_enabled_ = nullptr;
   prometheus::Gauge* cache_traffic_percent_ = nullptr;
+  prometheus::Gauge* flags_file_invalid_ = nullptr;
   prometheus::Counter* audit_written_ = nullptr;
   prometheus::Counter* audit_dropped_ = nullptr;
   prometheus::Counter* audit_failed_ = nullptr;

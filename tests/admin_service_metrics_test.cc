@@ -7,12 +7,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "common/flag_store.h"
 #include "gmock/gmock.h"
 #include "server/batcher.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_scorer.h"
+#include "tests/testing/files.h"
 #include "tests/testing/prometheus_text.h"
 
 namespace rerank {
@@ -283,6 +285,74 @@ TEST_F(ServiceMetricsTest, QueueDepthFromTheBatcher) {
   EXPECT_EQ(p.Value("rerank_queue_pairs"), 0);
   EXPECT_EQ(p.Sum("rerank_batches_total"), 2);  // reported through the BatcherObserver
   EXPECT_EQ(p.Value("rerank_batch_pairs_sum"), 4);
+}
+
+TEST(ServiceMetricsTargetTest, CountsOkRequestsWithinTheConfiguredTarget) {
+  auto report = [](const char* rpc, absl::StatusCode code, absl::Duration latency) {
+    RequestReport r;
+    r.rpc = rpc;
+    r.code = code;
+    r.latency = latency;
+    r.reranked = code == absl::StatusCode::kOk;
+    r.rate_limited = code == absl::StatusCode::kResourceExhausted;
+    return r;
+  };
+  // The same traffic against two targets: the counter follows the target in force.
+  for (const auto& [target_ms, want_met] : std::vector<std::pair<int, double>>{{20, 2}, {100, 3}}) {
+    prometheus::Registry registry;
+    ServiceMetrics::Options o;
+    o.target_latency = absl::Milliseconds(target_ms);
+    auto m = ServiceMetrics::Create(o, &registry);
+    ASSERT_TRUE(m.ok()) << m.status();
+    (*m)->OnRequest(report("Rerank", absl::StatusCode::kOk, absl::Milliseconds(10)));
+    (*m)->OnRequest(report("Rerank", absl::StatusCode::kOk, absl::Milliseconds(20)));  // == target
+    (*m)->OnRequest(report("Rerank", absl::StatusCode::kOk, absl::Milliseconds(30)));
+    (*m)->OnRequest(report("Rerank", absl::StatusCode::kOk, absl::Milliseconds(150)));
+    // Fast failures never count as meeting the target.
+    (*m)->OnRequest(report("Rerank", absl::StatusCode::kInvalidArgument, absl::Milliseconds(1)));
+    (*m)->OnRequest(report("Rerank", absl::StatusCode::kResourceExhausted, absl::Milliseconds(1)));
+    (*m)->OnRequest(report("RerankBatch", absl::StatusCode::kOk, absl::Milliseconds(5)));
+    absl::StatusOr<PromText> p = PromText::Parse((*m)->Scrape());
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->Type("rerank_target_latency_met_total"), "counter");
+    EXPECT_EQ(p->Value("rerank_target_latency_met_total", {{"rpc", "Rerank"}}), want_met)
+        << "target " << target_ms << " ms";
+    EXPECT_EQ(p->Value("rerank_target_latency_met_total", {{"rpc", "RerankBatch"}}), 1);
+    EXPECT_NEAR(*p->Value("rerank_target_latency_seconds"), target_ms / 1000.0, 1e-12);
+  }
+  prometheus::Registry registry;
+  ServiceMetrics::Options o;
+  o.target_latency = absl::ZeroDuration();
+  EXPECT_THAT(ServiceMetrics::Create(o, &registry).status().message(),
+              ::testing::HasSubstr("target_latency"));
+}
+
+TEST_F(ServiceMetricsTest, FlagsFileInvalidFollowsTheFlagStore) {
+  FakeClock clock(absl::FromUnixSeconds(1000));
+  const fs::path dir = fs::path(::testing::TempDir()) / absl::StrCat("metrics_flags_", getpid());
+  fs::remove_all(dir);
+  FlagStore::Options fo;
+  fo.path = (dir / "flags.yaml").string();
+  fo.poll_interval = absl::ZeroDuration();  // polled by CheckNow() below
+  auto store = FlagStore::Create(fo, &clock, nullptr);
+  ASSERT_TRUE(store.ok()) << store.status();
+  ServiceMetrics::Sources s;
+  s.flags = store->get();
+  metrics_->SetSources(s);
+  EXPECT_EQ(Scrape().Value("rerank_flags_file_invalid"), 0);
+
+  testing::WriteFile(fo.path, "stage: full\ncache: {traffic_percent: 150}\n");
+  EXPECT_FALSE((*store)->CheckNow().ok());
+  EXPECT_EQ(Scrape().Value("rerank_flags_file_invalid"), 1);
+  EXPECT_EQ(Scrape().Value("rerank_stage_info", {{"stage", "feature-flags"}}), 1);  // last good
+
+  testing::WriteFile(fo.path, "stage: cache-10\ncache: {enabled: true, traffic_percent: 10}\n");
+  ASSERT_TRUE((*store)->CheckNow().ok());
+  PromText p = Scrape();
+  EXPECT_EQ(p.Value("rerank_flags_file_invalid"), 0);
+  EXPECT_EQ(p.Value("rerank_stage_info", {{"stage", "cache-10"}}), 1);
+  (*store)->Stop();
+  fs::remove_all(dir);
 }
 
 TEST(ServiceMetricsCreateTest, RejectsBadBuckets) {
