@@ -150,7 +150,9 @@ absl::Status RerankServer::Impl::InitCacheAndRateLimiter() {
 
 absl::Status RerankServer::Impl::InitObservability() {
   registry = std::make_shared<prometheus::Registry>();
-  ASSIGN_OR_RETURN(metrics, ServiceMetrics::Create(ServiceMetrics::Options(), registry.get()));
+  ServiceMetrics::Options mo;
+  mo.target_latency = absl::Milliseconds(config.rerank.target_latency_ms);
+  ASSIGN_OR_RETURN(metrics, ServiceMetrics::Create(mo, registry.get()));
   metrics->SetModelInfo(model.name, model.version, config.model.precision);
   LiveStats::Options lo;
   lo.window = absl::Seconds(config.admin.stats_window_seconds);

@@ -47,7 +47,7 @@ RERANKER_MODEL_DIR="$MODEL_DIR" RERANKER_PRECISION="$PRECISION" RERANKER_WORKERS
 RERANKER_INTRA_OP_THREADS="$THREADS" RERANKER_GRPC_LISTEN="127.0.0.1:$port" \
 RERANKER_HTTP_LISTEN="" RERANKER_ADMIN_GRPC_LISTEN="" RERANKER_RATE_LIMIT_ENABLED=false \
 RERANKER_FLAGS_FILE="$tmp/flags.yaml" RERANKER_AUDIT_LOG="$tmp/audit.jsonl" RERANKER_LOG_LEVEL=warn \
-  "$BUILD/server/rerankd" > "$tmp/rerankd.log" 2>&1 &
+  "$BUILD/app/rerankd" > "$tmp/rerankd.log" 2>&1 &
 pid=$!
 
 echo "== served: lone requests (closed loop, 1 client) =="

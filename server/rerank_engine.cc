@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
+#include "common/hash.h"
 #include "common/rollout.h"
 #include "common/status_macros.h"
 
@@ -24,14 +25,7 @@ std::string NewRequestId() {
 }
 
 // Stable (across processes) 64-bit FNV-1a, for the audit trail's query hash.
-std::string QueryHash(std::string_view q) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : q) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return absl::StrFormat("%016x", h);
-}
+std::string QueryHash(std::string_view q) { return absl::StrFormat("%016x", Fnv1a64(q)); }
 
 float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 

@@ -15,7 +15,7 @@ target_link_libraries(rerank_batcher PUBLIC rerank_tokenizer rerank_observers ab
 
 add_library(rerank_engine STATIC ${CMAKE_CURRENT_LIST_DIR}/rerank_engine.cc
                                  ${CMAKE_CURRENT_LIST_DIR}/rerank_service.cc)
-target_link_libraries(rerank_engine PUBLIC rerank_proto rerank_observers rerank_tokenizer
+target_link_libraries(rerank_engine PUBLIC rerank_proto rerank_observers rerank_tokenizer rerank_hash
                       rerank_model_info rerank_feature_flags rerank_rate_limiter rerank_score_cache
                       rerank_rollout rerank_grpc_status nlohmann_json::nlohmann_json absl::status
                       absl::statusor absl::strings absl::time gRPC::grpc++)

@@ -163,8 +163,8 @@ class MonitoringLiveTest(unittest.TestCase):
                 "execution": {"workers": 1, "intra_op_threads": 1},
                 "audit": {"path": os.path.join(cls.tmp, "data", "audit.jsonl")},
                 "flags": {"path": os.path.join(cls.tmp, "data", "flags.yaml"),
-                          "initial": {"cache_enabled": True, "cache_traffic_percent": 100,
-                                      "rate_limit_per_minute": RATE_LIMIT_PER_MINUTE}},
+                          "initial": {"cache": {"enabled": True, "traffic_percent": 100},
+                                      "rate_limit": {"per_minute": RATE_LIMIT_PER_MINUTE}}},
                 "admin": {"http_listen": "127.0.0.1:%d" % cls.http_port,
                           "grpc_listen": "127.0.0.1:%d" % free_port()},
             }, f)
