@@ -89,7 +89,8 @@ absl::Status ValidateActor(const std::string& actor) {
         absl::StrCat("actor: must be 1..", kMaxActorBytes, " bytes, got ", actor.size()));
   }
   for (unsigned char c : actor) {
-    if (c < 0x20 || c == 0x7f) return absl::InvalidArgumentError("actor: must not contain control characters");
+    if (c < 0x20 || c == 0x7f)
+      return absl::InvalidArgumentError("actor: must not contain control characters");
   }
   return absl::OkStatus();
 }
@@ -134,7 +135,7 @@ absl::Status AdminCore::Authorize(const std::optional<std::string>& presented) c
 }
 
 absl::StatusOr<admin::v1::FlagsView> AdminCore::SetStage(const std::string& stage,
-                                                        const std::string& actor) {
+                                                         const std::string& actor) {
   RETURN_IF_ERROR(ValidateActor(actor));
   if (stage == kCustomStage) {
     return absl::InvalidArgumentError(
@@ -149,7 +150,7 @@ absl::StatusOr<admin::v1::FlagsView> AdminCore::SetStage(const std::string& stag
 }
 
 absl::StatusOr<admin::v1::FlagsView> AdminCore::PatchFlags(const admin::v1::Flags& patch,
-                                                          const std::string& actor) {
+                                                           const std::string& actor) {
   RETURN_IF_ERROR(ValidateActor(actor));
   FeatureFlags base = *deps_.flags->Current();
   admin::v1::Flags rest = patch;
@@ -191,13 +192,12 @@ admin::v1::ReloadResponse AdminCore::Reload(const std::string& actor, const std:
   }
   const FeatureFlags flags = *deps_.flags->Current();
   *r.mutable_flags() = FlagsToProto(flags);
-  nlohmann::json ev = {
-      {"actor", actor},
-      {"source", source},
-      {"path", deps_.flags->path()},
-      {"reloaded", r.reloaded()},
-      {"stage", flags.stage},
-      {"error", error.ok() ? nlohmann::json(nullptr) : nlohmann::json(r.error())}};
+  nlohmann::json ev = {{"actor", actor},
+                       {"source", source},
+                       {"path", deps_.flags->path()},
+                       {"reloaded", r.reloaded()},
+                       {"stage", flags.stage},
+                       {"error", error.ok() ? nlohmann::json(nullptr) : nlohmann::json(r.error())}};
   deps_.audit->Record("config_reload", std::move(ev));
   return r;
 }

@@ -10,8 +10,9 @@
 // A flags patch (PatchFlags) is applied on top of the current flags (or, when it names a stage,
 // on top of that stage applied to them). If the result no longer matches what its stage
 // prescribes (say cache.traffic_percent moved under cache-50), its stage becomes "custom"; a
-// value no stage governs (rate_limit.*) keeps the stage's name. Read-modify-write is not atomic against a concurrent change from another admin
-// or the file watcher: the last writer wins, as with any edit of the file.
+// value no stage governs (rate_limit.*) keeps the stage's name. Read-modify-write is not atomic
+// against a concurrent change from another admin or the file watcher: the last writer wins, as with
+// any edit of the file.
 //
 // Thread-safe. Every dependency is not owned and must outlive the core.
 #ifndef RERANK_ADMIN_ADMIN_CORE_H_
@@ -51,19 +52,19 @@ class AdminCore {
     std::string token;
   };
   struct Deps {
-    FlagStore* flags = nullptr;           // required
-    AuditSink* audit = nullptr;           // required: config_reload events
-    LiveStats* stats = nullptr;           // required
-    ScoreCache* cache = nullptr;          // optional (cache_size 0 when absent)
-    ServiceMetrics* metrics = nullptr;    // optional (/metrics then serves only the registry-less
-                                          // empty text)
-    Clock* clock = nullptr;               // required: uptime
-    absl::Time start;                     // process start, by `clock`
+    FlagStore* flags = nullptr;         // required
+    AuditSink* audit = nullptr;         // required: config_reload events
+    LiveStats* stats = nullptr;         // required
+    ScoreCache* cache = nullptr;        // optional (cache_size 0 when absent)
+    ServiceMetrics* metrics = nullptr;  // optional (/metrics then serves only the registry-less
+                                        // empty text)
+    Clock* clock = nullptr;             // required: uptime
+    absl::Time start;                   // process start, by `clock`
     std::string model_name = "unknown";
     std::string model_version = "unknown";
-    std::string precision;                // the precision actually served (model.precision)
+    std::string precision;  // the precision actually served (model.precision)
     bool demo_model = false;
-    std::function<Readiness()> readiness; // required
+    std::function<Readiness()> readiness;  // required
   };
 
   // InvalidArgument naming a missing dependency.
@@ -84,8 +85,7 @@ class AdminCore {
   // State-changing calls: the caller has Authorize()d. Return FlagsView() after the change;
   // InvalidArgument naming the key for an unknown stage / bad patch / bad actor (ValidateActor);
   // the FlagStore's error if the file cannot be written.
-  absl::StatusOr<admin::v1::FlagsView> SetStage(const std::string& stage,
-                                                const std::string& actor);
+  absl::StatusOr<admin::v1::FlagsView> SetStage(const std::string& stage, const std::string& actor);
   // `patch`: the fields present change; `patch.stage`, when set, is applied first.
   absl::StatusOr<admin::v1::FlagsView> PatchFlags(const admin::v1::Flags& patch,
                                                   const std::string& actor);

@@ -13,7 +13,6 @@
 namespace rerank {
 namespace {
 
-
 std::optional<std::string> Metadata(const grpc::CallbackServerContext& context,
                                     const std::string& key) {
   const auto& md = context.client_metadata();
@@ -30,8 +29,7 @@ std::string ActorOr(const Request& request) {
 
 }  // namespace
 
-grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context,
-                                            bool needs_token,
+grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context, bool needs_token,
                                             std::function<absl::Status()> work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (needs_token) {
@@ -51,7 +49,8 @@ grpc::ServerUnaryReactor* AdminService::Run(grpc::CallbackServerContext* context
     }
     reactor->Finish(ToGrpcStatus(s));
   });
-  if (!queued) reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "admin server is stopping"));
+  if (!queued)
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "admin server is stopping"));
   return reactor;
 }
 
@@ -146,9 +145,8 @@ void AdminGrpcServer::WorkerLoop() {
     {
       absl::MutexLock lock(&mu_);
       mu_.Await(absl::Condition(
-          +[](AdminGrpcServer* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) {
-            return s->stopping_ || !s->tasks_.empty();
-          },
+          +[](AdminGrpcServer* s)
+               ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu_) { return s->stopping_ || !s->tasks_.empty(); },
           this));
       if (tasks_.empty()) return;  // stopping and drained
       task = std::move(tasks_.front());

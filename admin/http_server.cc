@@ -80,9 +80,8 @@ AdminHttpResponse PostFlags(AdminCore& core, const AdminHttpRequest& req) {
   if (has_stage == update.has_flags()) {
     return Error(400, "request body: give exactly one of \"stage\" or \"flags\"");
   }
-  absl::StatusOr<admin::v1::FlagsView> result = has_stage
-                                                    ? core.SetStage(update.stage(), *actor)
-                                                    : core.PatchFlags(update.flags(), *actor);
+  absl::StatusOr<admin::v1::FlagsView> result =
+      has_stage ? core.SetStage(update.stage(), *actor) : core.PatchFlags(update.flags(), *actor);
   if (!result.ok()) return FromStatus(result.status());
   return Json(200, *result);
 }
@@ -158,9 +157,9 @@ AdminHttpResponse HandleAdminHttp(AdminCore& core, const AdminHttpRequest& req) 
       return route.handler(core, req);
     }
     if (!allowed.empty()) {
-      AdminHttpResponse r = Error(
-          405, absl::StrCat("method ", req.method, " not allowed on ", req.path, "; use ",
-                            absl::StrJoin(allowed, " or ")));
+      AdminHttpResponse r =
+          Error(405, absl::StrCat("method ", req.method, " not allowed on ", req.path, "; use ",
+                                  absl::StrJoin(allowed, " or ")));
       r.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
       return r;
     }

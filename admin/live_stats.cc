@@ -36,9 +36,8 @@ absl::StatusOr<std::unique_ptr<LiveStats>> LiveStats::Create(const Options& opti
     return absl::InvalidArgumentError("LiveStats: max_samples must be >= 1");
   }
   if (options.target_latency <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("rerank.target_latency_ms: must be > 0, got ",
-                     absl::FormatDuration(options.target_latency)));
+    return absl::InvalidArgumentError(absl::StrCat("rerank.target_latency_ms: must be > 0, got ",
+                                                   absl::FormatDuration(options.target_latency)));
   }
   return std::unique_ptr<LiveStats>(new LiveStats(options, clock));
 }
@@ -114,7 +113,8 @@ LiveStats::Snapshot LiveStats::GetSnapshot() const {
   }
   std::sort(latencies.begin(), latencies.end());
   s.latency_samples = latencies.size();
-  s.avg_latency_ms = s.ok_in_window == 0 ? 0.0 : ok_latency_sum / static_cast<double>(s.ok_in_window);
+  s.avg_latency_ms =
+      s.ok_in_window == 0 ? 0.0 : ok_latency_sum / static_cast<double>(s.ok_in_window);
   s.p95_latency_ms = NearestRank(latencies, 95);
   s.p99_latency_ms = NearestRank(latencies, 99);
   s.target_latency_met_rate_percent = Percent(target_met, s.ok_in_window);

@@ -56,7 +56,7 @@ class LiveStats final : public RequestObserver {
   };
 
   struct Snapshot {
-    uint64_t total_requests = 0;       // since start
+    uint64_t total_requests = 0;  // since start
     int64_t window_seconds = 0;
     uint64_t requests_in_window = 0;
     uint64_t ok_in_window = 0;
@@ -71,7 +71,7 @@ class LiveStats final : public RequestObserver {
     double cache_hit_rate_percent = 0;
     double error_rate_percent = 0;
     double target_latency_ms = 0;
-    size_t latency_samples = 0;        // samples the percentiles were computed from
+    size_t latency_samples = 0;  // samples the percentiles were computed from
   };
 
   // InvalidArgument naming the bad option; `clock` must not be null.
@@ -94,7 +94,7 @@ class LiveStats final : public RequestObserver {
     uint64_t rate_limited = 0;
     uint64_t cache_lookups = 0;
     uint64_t cache_hits = 0;
-    uint64_t target_met = 0;       // ok requests within the target
+    uint64_t target_met = 0;  // ok requests within the target
     double ok_latency_ms_sum = 0;
   };
   struct Sample {

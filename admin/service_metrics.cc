@@ -17,7 +17,9 @@ using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 
 absl::Status CheckBuckets(const char* field, const std::vector<double>& b) {
-  if (b.empty()) return absl::InvalidArgumentError(absl::StrCat("ServiceMetrics: ", field, " must not be empty"));
+  if (b.empty())
+    return absl::InvalidArgumentError(
+        absl::StrCat("ServiceMetrics: ", field, " must not be empty"));
   for (size_t i = 1; i < b.size(); ++i) {
     if (!(b[i] > b[i - 1])) {
       return absl::InvalidArgumentError(
@@ -31,7 +33,8 @@ absl::Status CheckBuckets(const char* field, const std::vector<double>& b) {
 
 absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Create(
     const Options& options, prometheus::Registry* registry) {
-  if (registry == nullptr) return absl::InvalidArgumentError("ServiceMetrics: registry must not be null");
+  if (registry == nullptr)
+    return absl::InvalidArgumentError("ServiceMetrics: registry must not be null");
   for (const auto& [field, buckets] :
        std::vector<std::pair<const char*, const std::vector<double>*>>{
            {"duration_buckets", &options.duration_buckets},
@@ -58,8 +61,9 @@ absl::Status ServiceMetrics::Build(const Options& options) {
   try {
     requests_ = &BuildCounter()
                      .Name("rerank_requests_total")
-                     .Help("Data-plane RPCs by rpc, outcome (ok|passthrough|rate_limited|error) "
-                           "and gRPC status code.")
+                     .Help(
+                         "Data-plane RPCs by rpc, outcome (ok|passthrough|rate_limited|error) "
+                         "and gRPC status code.")
                      .Register(r);
     request_duration_ = &BuildHistogram()
                              .Name("rerank_request_duration_seconds")
@@ -85,8 +89,9 @@ absl::Status ServiceMetrics::Build(const Options& options) {
     target_latency_->Set(absl::ToDoubleSeconds(options_.target_latency));
     pairs_scored_ = &BuildCounter()
                          .Name("rerank_pairs_scored_total")
-                         .Help("(query, document) rows sent to the model by successful requests "
-                               "(cache hits excluded, long-document chunks counted).")
+                         .Help(
+                             "(query, document) rows sent to the model by successful requests "
+                             "(cache hits excluded, long-document chunks counted).")
                          .Register(r)
                          .Add({});
     queue_wait_ = &BuildHistogram()
@@ -104,16 +109,18 @@ absl::Status ServiceMetrics::Build(const Options& options) {
                         .Help("Rows taken from the queue per batch.")
                         .Register(r)
                         .Add({}, options_.batch_pairs_buckets);
-    batch_tokens_ = &BuildHistogram()
-                         .Name("rerank_batch_tokens")
-                         .Help("Padded tokens per batch (sum over its forwards of rows x longest row).")
-                         .Register(r)
-                         .Add({}, options_.batch_tokens_buckets);
-    padding_ratio_ = &BuildHistogram()
-                          .Name("rerank_batch_padding_ratio")
-                          .Help("Share of a batch's padded tokens that are padding: 1 - real/padded.")
-                          .Register(r)
-                          .Add({}, options_.padding_ratio_buckets);
+    batch_tokens_ =
+        &BuildHistogram()
+             .Name("rerank_batch_tokens")
+             .Help("Padded tokens per batch (sum over its forwards of rows x longest row).")
+             .Register(r)
+             .Add({}, options_.batch_tokens_buckets);
+    padding_ratio_ =
+        &BuildHistogram()
+             .Name("rerank_batch_padding_ratio")
+             .Help("Share of a batch's padded tokens that are padding: 1 - real/padded.")
+             .Register(r)
+             .Add({}, options_.padding_ratio_buckets);
     auto& batches = BuildCounter()
                         .Name("rerank_batches_total")
                         .Help("Batches run by the workers, by outcome (ok|error).")
@@ -199,8 +206,9 @@ absl::Status ServiceMetrics::Build(const Options& options) {
                           .Add({});
     cache_traffic_percent_ = &BuildGauge()
                                   .Name("rerank_cache_traffic_percent")
-                                  .Help("Share of clients routed through the cache (flag "
-                                        "cache.traffic_percent; 0 when the cache is disabled).")
+                                  .Help(
+                                      "Share of clients routed through the cache (flag "
+                                      "cache.traffic_percent; 0 when the cache is disabled).")
                                   .Register(r)
                                   .Add({});
     flags_file_invalid_ = &BuildGauge()
@@ -250,7 +258,8 @@ absl::Status ServiceMetrics::Build(const Options& options) {
                    .Register(r)
                    .Add({});
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("ServiceMetrics: cannot register metrics: ", e.what()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("ServiceMetrics: cannot register metrics: ", e.what()));
   }
   return absl::OkStatus();
 }
@@ -304,7 +313,8 @@ void ServiceMetrics::OnBatch(const BatchReport& report) {
   }
   if (report.forwards > 0) forwards_->Increment(report.forwards);
   if (report.real_tokens > 0) real_tokens_->Increment(static_cast<double>(report.real_tokens));
-  if (report.padded_tokens > 0) padded_tokens_->Increment(static_cast<double>(report.padded_tokens));
+  if (report.padded_tokens > 0)
+    padded_tokens_->Increment(static_cast<double>(report.padded_tokens));
 }
 
 void ServiceMetrics::OnJobDropped(absl::StatusCode code) {

@@ -48,6 +48,7 @@
 #include "common/audit_log.h"
 #include "common/clock.h"
 #include "common/feature_flags.h"
+#include "common/observers.h"
 #include "common/rate_limiter.h"
 #include "common/score_cache.h"
 #include "prometheus/counter.h"
@@ -55,7 +56,6 @@
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
-#include "common/observers.h"
 
 namespace rerank {
 
@@ -71,7 +71,7 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
     // rerank_batch_pairs buckets (rows per batch).
     std::vector<double> batch_pairs_buckets = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
     // rerank_batch_tokens buckets (padded tokens per batch).
-    std::vector<double> batch_tokens_buckets = {64,   128,  256,   512,   1024,
+    std::vector<double> batch_tokens_buckets = {64,   128,  256,  512,   1024,
                                                 2048, 4096, 8192, 16384, 32768};
     // rerank_batch_padding_ratio buckets: padded-but-not-real share of a batch's tokens.
     std::vector<double> padding_ratio_buckets = {0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75};
@@ -91,7 +91,7 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
     const FlagSource* flags = nullptr;
     const QueueStats* queue = nullptr;  // rerank_queue_pairs, rerank_busy_workers
     std::function<bool()> ready;
-    Clock* clock = nullptr;            // with `start`: rerank_uptime_seconds
+    Clock* clock = nullptr;  // with `start`: rerank_uptime_seconds
     absl::Time start = absl::InfinitePast();
   };
 

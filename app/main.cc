@@ -53,9 +53,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   absl::StatusOr<rerank::Config> config = rerank::LoadConfig(config_path, rerank::ProcessEnv());
-  absl::Status valid = config.ok() ? rerank::ValidateConfig(*config,
-                                                            std::thread::hardware_concurrency())
-                                   : config.status();
+  absl::Status valid = config.ok()
+                           ? rerank::ValidateConfig(*config, std::thread::hardware_concurrency())
+                           : config.status();
   if (!valid.ok()) {
     std::cerr << "rerankd: invalid configuration: " << valid.message() << "\n";
     return 2;

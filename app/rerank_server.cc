@@ -48,10 +48,10 @@ absl::Status WriteTokenFile(const std::string& path, const std::string& token) {
         absl::StrCat("admin.token_file: cannot create '", tmp, "': ", std::strerror(errno)));
   }
   const std::string content = token + "\n";
-  const bool ok = ::fchmod(fd, 0600) == 0 &&
-                  ::write(fd, content.data(), content.size()) ==
-                      static_cast<ssize_t>(content.size()) &&
-                  ::fsync(fd) == 0;
+  const bool ok =
+      ::fchmod(fd, 0600) == 0 &&
+      ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) &&
+      ::fsync(fd) == 0;
   const int saved = errno;
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
@@ -139,9 +139,8 @@ absl::Status RerankServer::Impl::InitCacheAndRateLimiter() {
   co.max_entries = flags->Current()->cache_max_entries;
   co.max_bytes = config.cache.max_bytes;
   ASSIGN_OR_RETURN(cache, ScoreCache::Create(co));
-  flags->AddListener([c = cache.get()](const FeatureFlags& f) {
-    c->SetMaxEntries(f.cache_max_entries);
-  });
+  flags->AddListener(
+      [c = cache.get()](const FeatureFlags& f) { c->SetMaxEntries(f.cache_max_entries); });
   RateLimiter::Options ro;
   ro.requests_per_minute = flags->Current()->rate_limit_per_minute;
   ASSIGN_OR_RETURN(rate_limiter, RateLimiter::Create(ro, clock));
@@ -191,8 +190,7 @@ absl::Status RerankServer::Impl::InitBatcher() {
   ASSIGN_OR_RETURN(batcher,
                    Batcher::Create(bo, std::move(factory), clock, batcher_observers.get()));
   spdlog::info("model '{}' version {} loaded: {} worker(s) x {} thread(s), precision {}",
-               model.name, model.version, e.workers, e.intra_op_threads,
-               config.model.precision);
+               model.name, model.version, e.workers, e.intra_op_threads, config.model.precision);
   return absl::OkStatus();
 }
 
@@ -333,8 +331,7 @@ absl::Status RerankServer::Impl::StartDataPlane() {
   builder.RegisterService(service.get());
   grpc_server = builder.BuildAndStart();
   if (grpc_server == nullptr || data_port == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("server.listen: cannot listen on '", s.listen, "'"));
+    return absl::UnavailableError(absl::StrCat("server.listen: cannot listen on '", s.listen, "'"));
   }
   grpc_server->GetHealthCheckService()->SetServingStatus(true);
   grpc_server->GetHealthCheckService()->SetServingStatus("rerank.v1.Reranker", true);

@@ -49,10 +49,10 @@ struct Args {
   int max_batch_pairs = 64;
   int64_t max_batch_tokens = 8192;
   int64_t overhead = 128;
-  int requests = 300;       // requests to send / run
+  int requests = 300;  // requests to send / run
   int warmup = 10;
-  double rate = 0;          // serve: open-loop arrivals per second (0 = closed loop)
-  int concurrency = 1;      // serve: closed-loop outstanding requests
+  double rate = 0;                     // serve: open-loop arrivals per second (0 = closed loop)
+  int concurrency = 1;                 // serve: closed-loop outstanding requests
   bool one_batch_per_request = false;  // raw: pad the whole request to its longest pair
   int fixed_length = 0;  // raw: replace every pair by one of exactly this many tokens (e.g. 128)
 };
@@ -194,9 +194,11 @@ int RunRaw(const Args& a, const std::vector<Request>& work) {
                         {"forward_ms_p50", Percentile(per_request_ms, 50)},
                         {"forward_ms_p95", Percentile(per_request_ms, 95)},
                         {"one_batch_per_request", a.one_batch_per_request}};
-  std::printf("raw model: %lld pairs (%.0f tokens avg) in %.2fs = %.1f pairs/s; per-request forward p50 %.1f ms\n",
-              static_cast<long long>(pairs), static_cast<double>(real_tokens) / pairs, secs,
-              pairs / secs, Percentile(per_request_ms, 50));
+  std::printf(
+      "raw model: %lld pairs (%.0f tokens avg) in %.2fs = %.1f pairs/s; per-request forward p50 "
+      "%.1f ms\n",
+      static_cast<long long>(pairs), static_cast<double>(real_tokens) / pairs, secs, pairs / secs,
+      Percentile(per_request_ms, 50));
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }
@@ -241,14 +243,16 @@ int RunServe(const Args& a, const std::vector<Request>& work) {
     call->start = Clock::now();
     call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
     stub->async()->Rerank(&call->ctx, &reqs[call->index], &call->resp, [&, call](grpc::Status s) {
-      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - call->start).count();
+      const double ms =
+          std::chrono::duration<double, std::milli>(Clock::now() - call->start).count();
       {
         absl::MutexLock l(&mu);
         if (s.ok()) {
           latencies_ms.push_back(ms);
           pairs_done += reqs[call->index].documents_size();
         } else {
-          if (errors++ == 0) first_error = std::to_string(s.error_code()) + ": " + s.error_message();
+          if (errors++ == 0)
+            first_error = std::to_string(s.error_code()) + ": " + s.error_message();
         }
       }
       delete call;
@@ -284,10 +288,12 @@ int RunServe(const Args& a, const std::vector<Request>& work) {
                         {"latency_ms_p50", Percentile(latencies_ms, 50)},
                         {"latency_ms_p95", Percentile(latencies_ms, 95)},
                         {"latency_ms_p99", Percentile(latencies_ms, 99)}};
-  std::printf("served: %lld pairs in %.2fs = %.1f pairs/s; latency p50 %.1f p95 %.1f p99 %.1f ms; %d errors%s%s\n",
-              static_cast<long long>(pairs_done), secs, pairs_done / secs,
-              Percentile(latencies_ms, 50), Percentile(latencies_ms, 95),
-              Percentile(latencies_ms, 99), errors, errors ? " first: " : "", first_error.c_str());
+  std::printf(
+      "served: %lld pairs in %.2fs = %.1f pairs/s; latency p50 %.1f p95 %.1f p99 %.1f ms; %d "
+      "errors%s%s\n",
+      static_cast<long long>(pairs_done), secs, pairs_done / secs, Percentile(latencies_ms, 50),
+      Percentile(latencies_ms, 95), Percentile(latencies_ms, 99), errors, errors ? " first: " : "",
+      first_error.c_str());
   std::printf("%s\n", out.dump().c_str());
   return errors == 0 ? 0 : 1;
 }
@@ -359,18 +365,21 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
   for (const Request& r : work) {
     auto q = (*tok)->Tokenize(r.query);
     std::vector<rerank::Encoding> rows;
-    for (const auto& d : r.docs) rows.push_back((*tok)->EncodePair(*q, *(*tok)->Tokenize(d.second), a.max_length));
+    for (const auto& d : r.docs)
+      rows.push_back((*tok)->EncodePair(*q, *(*tok)->Tokenize(d.second), a.max_length));
     std::vector<int64_t> lengths;
     for (const auto& e : rows) lengths.push_back(static_cast<int64_t>(e.input_ids.size()));
     std::vector<float> s32(rows.size()), s16(rows.size());
-    for (const auto& mb : rerank::PlanMicroBatches(lengths, a.max_batch_pairs, a.max_batch_tokens, a.overhead)) {
+    for (const auto& mb :
+         rerank::PlanMicroBatches(lengths, a.max_batch_pairs, a.max_batch_tokens, a.overhead)) {
       std::vector<const rerank::Encoding*> ptrs;
       for (int i : mb.rows) ptrs.push_back(&rows[i]);
       auto sb = rerank::BuildScoreBatch(ptrs, mb.seq_len, (*tok)->pad_id());
       auto x = fp32->Score(sb);
       auto y = bf16->Score(sb);
       if (!x.ok() || !y.ok()) return 1;
-      for (size_t k = 0; k < mb.rows.size(); ++k) s32[mb.rows[k]] = (*x)[k], s16[mb.rows[k]] = (*y)[k];
+      for (size_t k = 0; k < mb.rows.size(); ++k)
+        s32[mb.rows[k]] = (*x)[k], s16[mb.rows[k]] = (*y)[k];
     }
     float lo = s32[0], hi = s32[0];
     for (size_t i = 0; i < rows.size(); ++i) {
@@ -404,10 +413,12 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
                         {"top1_agreement", top1_same / n},
                         {"top5_set_agreement", top5_set_same / n},
                         {"top5_order_agreement", top5_order_same / n}};
-  std::printf("bf16 vs fp32 over %lld pairs: max |diff| %.4g, mean |diff| %.4g (fp32 score range per query %.3g); "
-              "Spearman mean %.4f min %.4f; top-1 %.1f%%, top-5 set %.1f%%, top-5 order %.1f%%\n",
-              static_cast<long long>(pairs), max_abs, sum_abs / pairs, spread / n, sum_rho / n, min_rho,
-              100 * top1_same / n, 100 * top5_set_same / n, 100 * top5_order_same / n);
+  std::printf(
+      "bf16 vs fp32 over %lld pairs: max |diff| %.4g, mean |diff| %.4g (fp32 score range per query "
+      "%.3g); "
+      "Spearman mean %.4f min %.4f; top-1 %.1f%%, top-5 set %.1f%%, top-5 order %.1f%%\n",
+      static_cast<long long>(pairs), max_abs, sum_abs / pairs, spread / n, sum_rho / n, min_rho,
+      100 * top1_same / n, 100 * top5_set_same / n, 100 * top5_order_same / n);
   std::printf("%s\n", out.dump().c_str());
   return 0;
 }
@@ -440,24 +451,45 @@ int main(int argc, char** argv) {
         std::exit(2);
       }
     };
-    if (k == "--mode") a.mode = val();
-    else if (k == "--workload") a.workload = val();
-    else if (k == "--model-dir") a.model_dir = val();
-    else if (k == "--precision") a.precision = val();
-    else if (k == "--target") a.target = val();
-    else if (k == "--max-length") num(&a.max_length);
-    else if (k == "--workers") num(&a.workers);
-    else if (k == "--threads") num(&a.threads);
-    else if (k == "--max-batch-pairs") num(&a.max_batch_pairs);
-    else if (k == "--max-batch-tokens") num(&a.max_batch_tokens);
-    else if (k == "--overhead") num(&a.overhead);
-    else if (k == "--requests") num(&a.requests);
-    else if (k == "--warmup") num(&a.warmup);
-    else if (k == "--rate") { std::string v = val(); a.rate = std::stod(v); }
-    else if (k == "--concurrency") num(&a.concurrency);
-    else if (k == "--one-batch-per-request") a.one_batch_per_request = true;
-    else if (k == "--fixed-length") num(&a.fixed_length);
-    else { Usage(); return k == "--help" ? 0 : 2; }
+    if (k == "--mode")
+      a.mode = val();
+    else if (k == "--workload")
+      a.workload = val();
+    else if (k == "--model-dir")
+      a.model_dir = val();
+    else if (k == "--precision")
+      a.precision = val();
+    else if (k == "--target")
+      a.target = val();
+    else if (k == "--max-length")
+      num(&a.max_length);
+    else if (k == "--workers")
+      num(&a.workers);
+    else if (k == "--threads")
+      num(&a.threads);
+    else if (k == "--max-batch-pairs")
+      num(&a.max_batch_pairs);
+    else if (k == "--max-batch-tokens")
+      num(&a.max_batch_tokens);
+    else if (k == "--overhead")
+      num(&a.overhead);
+    else if (k == "--requests")
+      num(&a.requests);
+    else if (k == "--warmup")
+      num(&a.warmup);
+    else if (k == "--rate") {
+      std::string v = val();
+      a.rate = std::stod(v);
+    } else if (k == "--concurrency")
+      num(&a.concurrency);
+    else if (k == "--one-batch-per-request")
+      a.one_batch_per_request = true;
+    else if (k == "--fixed-length")
+      num(&a.fixed_length);
+    else {
+      Usage();
+      return k == "--help" ? 0 : 2;
+    }
   }
   auto work = LoadWorkload(a.workload);
   if (a.mode == "raw") {

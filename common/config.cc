@@ -203,9 +203,8 @@ void FlattenJson(const nlohmann::json& j, const std::string& prefix,
 absl::Status OneOf(const std::string& key, const std::string& value,
                    const std::set<std::string>& allowed) {
   if (allowed.count(value)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(key, ": must be one of ",
-                                                 absl::StrJoin(allowed, "|"), ", got '", value,
-                                                 "'"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(key, ": must be one of ", absl::StrJoin(allowed, "|"), ", got '", value, "'"));
 }
 
 absl::Status AtLeast(const std::string& key, uint64_t value, uint64_t min) {
@@ -289,7 +288,8 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
       AtLeast("admin.stats_window_seconds", c.admin.stats_window_seconds, 1),
   };
   for (const auto& s : checks) RETURN_IF_ERROR(s);
-  if (c.server.listen.empty()) return absl::InvalidArgumentError("server.listen: must not be empty");
+  if (c.server.listen.empty())
+    return absl::InvalidArgumentError("server.listen: must not be empty");
   if (c.model.dir.empty()) return absl::InvalidArgumentError("model.dir: must not be empty");
   if (!c.admin.token.empty() && c.admin.token.size() < kMinAdminTokenBytes) {
     // The length only, never the token itself: config errors end up in logs.
@@ -298,9 +298,9 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
                                                    c.admin.token.size()));
   }
   if (c.rerank.chunk_overlap_tokens >= c.model.max_length / 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "rerank.chunk_overlap_tokens: must be < model.max_length / 2 (", c.model.max_length / 2,
-        "), got ", c.rerank.chunk_overlap_tokens));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rerank.chunk_overlap_tokens: must be < model.max_length / 2 (",
+                     c.model.max_length / 2, "), got ", c.rerank.chunk_overlap_tokens));
   }
   if (absl::Status s = ValidateFlags(c.flags.initial); !s.ok()) {
     // ValidateFlags names the flags key ("cache.traffic_percent: ..."); name the config key.

@@ -20,77 +20,77 @@
 namespace rerank {
 
 struct ServerConfig {
-  std::string listen = "0.0.0.0:50051";           // data-plane gRPC (Reranker, health, reflection)
-  uint32_t max_message_bytes = 64u << 20;          // gRPC max receive size
-  uint32_t drain_timeout_ms = 10000;               // SIGTERM: finish in-flight work for up to this long
+  std::string listen = "0.0.0.0:50051";    // data-plane gRPC (Reranker, health, reflection)
+  uint32_t max_message_bytes = 64u << 20;  // gRPC max receive size
+  uint32_t drain_timeout_ms = 10000;       // SIGTERM: finish in-flight work for up to this long
 };
 
 struct ModelConfig {
-  std::string dir = "models/demo-minilm-l6";       // model.pt + vocab.txt + model.yaml
-  std::string precision = "bf16";                  // fp32 | bf16 (bf16: oneDNN AVX-512 BF16 GEMMs)
-  uint32_t max_length = 512;                       // tokens per pair; capped by model.yaml's max_length
-  std::string score_activation = "raw";            // raw | sigmoid (default when a request says nothing)
-  bool warmup = true;                              // run forwards before reporting ready
+  std::string dir = "models/demo-minilm-l6";  // model.pt + vocab.txt + model.yaml
+  std::string precision = "bf16";             // fp32 | bf16 (bf16: oneDNN AVX-512 BF16 GEMMs)
+  uint32_t max_length = 512;                  // tokens per pair; capped by model.yaml's max_length
+  std::string score_activation = "raw";       // raw | sigmoid (default when a request says nothing)
+  bool warmup = true;                         // run forwards before reporting ready
 };
 
 struct ExecutionConfig {
-  uint32_t workers = 1;                            // model replicas, one thread each
-  uint32_t intra_op_threads = 2;                   // torch threads per worker; workers*this <= cores
-  uint32_t max_batch_pairs = 64;                   // rows per forward
-  uint32_t max_batch_tokens = 8192;                // padded tokens (rows * longest row) per forward
-  uint32_t max_queue_delay_us = 1000;              // wait this long for more requests to join a batch
-  uint32_t max_queue_pairs = 4096;                 // bounded queue; beyond it RESOURCE_EXHAUSTED
+  uint32_t workers = 1;                // model replicas, one thread each
+  uint32_t intra_op_threads = 2;       // torch threads per worker; workers*this <= cores
+  uint32_t max_batch_pairs = 64;       // rows per forward
+  uint32_t max_batch_tokens = 8192;    // padded tokens (rows * longest row) per forward
+  uint32_t max_queue_delay_us = 1000;  // wait this long for more requests to join a batch
+  uint32_t max_queue_pairs = 4096;     // bounded queue; beyond it RESOURCE_EXHAUSTED
 };
 
 struct RerankConfig {
-  uint32_t default_top_n = 5;                      // used when a request's top_n is 0
-  uint32_t max_documents = 1000;                   // per request
+  uint32_t default_top_n = 5;     // used when a request's top_n is 0
+  uint32_t max_documents = 1000;  // per request
   uint32_t max_query_bytes = 8192;
-  uint32_t max_document_bytes = 65536;             // per document text
-  uint32_t max_batch_requests = 64;                // sub-requests per RerankBatch
-  std::string long_document_mode = "truncate";     // truncate | chunk_max
-  uint32_t max_chunks_per_doc = 4;                 // chunk_max: score = max over at most this many windows
-  uint32_t chunk_overlap_tokens = 32;              // chunk_max: tokens shared by consecutive windows
-  uint32_t target_latency_ms = 50;                 // /health target_latency_met_rate_percent
+  uint32_t max_document_bytes = 65536;          // per document text
+  uint32_t max_batch_requests = 64;             // sub-requests per RerankBatch
+  std::string long_document_mode = "truncate";  // truncate | chunk_max
+  uint32_t max_chunks_per_doc = 4;     // chunk_max: score = max over at most this many windows
+  uint32_t chunk_overlap_tokens = 32;  // chunk_max: tokens shared by consecutive windows
+  uint32_t target_latency_ms = 50;     // /health target_latency_met_rate_percent
 };
 
 struct CacheConfig {
   // The entry bound is a flag (flags cache.max_entries; seeded by flags.initial), not config.
-  uint64_t max_bytes = 64ull << 20;                // LRU bound on key bytes + overhead
+  uint64_t max_bytes = 64ull << 20;  // LRU bound on key bytes + overhead
 };
 
 struct AuditConfig {
   std::string path = "data/reranker_audit.jsonl";
-  uint32_t queue_capacity = 10000;                 // events buffered; beyond it events are dropped and counted
-  uint32_t max_file_mb = 100;                      // rotate above this size
-  uint32_t retention_days = 7;                     // delete rotated files older than this
-  bool include_query_text = false;                 // otherwise only a query hash is logged
+  uint32_t queue_capacity = 10000;  // events buffered; beyond it events are dropped and counted
+  uint32_t max_file_mb = 100;       // rotate above this size
+  uint32_t retention_days = 7;      // delete rotated files older than this
+  bool include_query_text = false;  // otherwise only a query hash is logged
 };
 
 struct FlagsConfig {
-  std::string path = "data/flags.yaml";            // source of truth once it exists
-  uint32_t poll_interval_ms = 1000;                // how often the file is checked for external edits
+  std::string path = "data/flags.yaml";  // source of truth once it exists
+  uint32_t poll_interval_ms = 1000;      // how often the file is checked for external edits
   // Written to `path` when it does not exist. In YAML a flags document with the flags file's
   // keys and rules (common/flags_codec.h), e.g. `initial: {cache: {enabled: true}}`.
   FeatureFlags initial;
 };
 
 struct AdminConfig {
-  std::string http_listen = "127.0.0.1:8000";      // /health /live /ready /metrics /flags
-  std::string grpc_listen = "127.0.0.1:50052";     // rerank.admin.v1.Admin
-  std::string token;                               // required for state-changing calls (>= 16 bytes)
+  std::string http_listen = "127.0.0.1:8000";   // /health /live /ready /metrics /flags
+  std::string grpc_listen = "127.0.0.1:50052";  // rerank.admin.v1.Admin
+  std::string token;                            // required for state-changing calls (>= 16 bytes)
   // With no token configured, one is generated at every startup and written here (mode 0600),
   // so local operators (rerankctl, deploy scripts) can stage. "": admin.token next to the flags
   // file (AdminTokenFile()).
   std::string token_file;
-  uint32_t stats_window_seconds = 300;             // sliding window for /health percentiles
+  uint32_t stats_window_seconds = 300;  // sliding window for /health percentiles
 };
 
 // A configured admin token shorter than this is rejected at startup.
 inline constexpr size_t kMinAdminTokenBytes = 16;
 
 struct LoggingConfig {
-  std::string level = "info";                      // trace | debug | info | warn | error
+  std::string level = "info";  // trace | debug | info | warn | error
 };
 
 struct Config {

@@ -24,7 +24,8 @@ struct FeatureFlags {
   uint32_t cache_max_entries = 1000;    // LRU bound on entries
   bool batch_enabled = true;            // RerankBatch RPC allowed
   bool audit_enabled = true;            // write audit events
-  bool overfetch_enabled = false;       // rerank the first `overfetch_candidates`, return top `overfetch_top_n`
+  bool overfetch_enabled =
+      false;  // rerank the first `overfetch_candidates`, return top `overfetch_top_n`
   uint32_t overfetch_candidates = 20;
   uint32_t overfetch_top_n = 5;
   bool rate_limit_enabled = true;

@@ -5,9 +5,9 @@
 #define RERANK_COMMON_PROTO_JSON_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
 
 namespace rerank {

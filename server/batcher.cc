@@ -149,9 +149,9 @@ absl::Status Batcher::Submit(std::shared_ptr<ScoringJob> job) {
   absl::MutexLock lock(&mu_);
   if (!accepting_) return absl::UnavailableError("server is draining; retry on another replica");
   if (static_cast<int>(queue_.size()) + n > options_.max_queue_pairs) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "scoring queue is full (", queue_.size(), " of ", options_.max_queue_pairs,
-        " pairs queued); retry with backoff"));
+    return absl::ResourceExhaustedError(absl::StrCat("scoring queue is full (", queue_.size(),
+                                                     " of ", options_.max_queue_pairs,
+                                                     " pairs queued); retry with backoff"));
   }
   for (int i = 0; i < n; ++i) queue_.push_back(Item{state, i});
   return absl::OkStatus();
@@ -177,14 +177,13 @@ bool Batcher::TakeBatch(std::vector<Item>* batch, absl::Time* oldest_enqueue) {
     if (static_cast<int>(queue_.size()) < options_.max_batch_pairs &&
         options_.max_queue_delay > absl::ZeroDuration()) {
       const absl::Time until = absl::Now() + options_.max_queue_delay;
-      mu_.AwaitWithDeadline(
-          absl::Condition(
-              +[](Batcher* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-                return self->stopping_ ||
-                       static_cast<int>(self->queue_.size()) >= self->options_.max_batch_pairs;
-              },
-              this),
-          until);
+      mu_.AwaitWithDeadline(absl::Condition(
+                                +[](Batcher* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
+                                  return self->stopping_ || static_cast<int>(self->queue_.size()) >=
+                                                                self->options_.max_batch_pairs;
+                                },
+                                this),
+                            until);
       if (stopping_) return false;
     }
     if (queue_.empty()) continue;  // another worker took it
@@ -230,7 +229,8 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
   std::vector<int> item_to_unique(live.size());
   for (size_t i = 0; i < live.size(); ++i) {
     const Encoding* enc = &live[i].job->job->rows[live[i].row];
-    auto [it, inserted] = unique_index.try_emplace(RowRef{enc}, static_cast<int>(unique_rows.size()));
+    auto [it, inserted] =
+        unique_index.try_emplace(RowRef{enc}, static_cast<int>(unique_rows.size()));
     if (inserted) unique_rows.push_back(enc);
     item_to_unique[i] = it->second;
   }
@@ -244,8 +244,7 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
       lengths[i] = static_cast<int64_t>(unique_rows[i]->input_ids.size());
       report.real_tokens += lengths[i];
     }
-    const auto plan = PlanMicroBatches(lengths, options_.max_batch_pairs,
-                                       options_.max_batch_tokens,
+    const auto plan = PlanMicroBatches(lengths, options_.max_batch_pairs, options_.max_batch_tokens,
                                        options_.forward_overhead_tokens);
     const absl::Time infer_start = clock_->Now();
     for (const MicroBatch& mb : plan) {

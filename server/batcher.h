@@ -56,13 +56,13 @@ ScoreBatch BuildScoreBatch(const std::vector<const Encoding*>& rows, int64_t seq
 class Batcher final : public ScoringQueue, public QueueStats {
  public:
   struct Options {
-    int workers = 1;                                   // model replicas / worker threads
-    int max_batch_pairs = 64;                          // rows taken per iteration
-    int64_t max_batch_tokens = 8192;                   // padded tokens per micro-batch
+    int workers = 1;                                         // model replicas / worker threads
+    int max_batch_pairs = 64;                                // rows taken per iteration
+    int64_t max_batch_tokens = 8192;                         // padded tokens per micro-batch
     absl::Duration max_queue_delay = absl::Milliseconds(1);  // wait for more rows to join
-    int max_queue_pairs = 4096;                        // bounded queue, in rows
-    int64_t forward_overhead_tokens = 128;             // fixed cost of a forward, in token units
-    int64_t pad_id = 0;                                // [PAD]
+    int max_queue_pairs = 4096;                              // bounded queue, in rows
+    int64_t forward_overhead_tokens = 128;  // fixed cost of a forward, in token units
+    int64_t pad_id = 0;                     // [PAD]
   };
   // Starts the workers; each calls `factory` on its own thread. Fails (and joins everything) if
   // any replica fails to load. `clock` (deadlines, waits) and `observer` are not owned, may be
@@ -93,13 +93,13 @@ class Batcher final : public ScoringQueue, public QueueStats {
     int row;
   };
 
-  Batcher(const Options& options, ScorerFactory factory, Clock* clock,
-          BatcherObserver* observer);
+  Batcher(const Options& options, ScorerFactory factory, Clock* clock, BatcherObserver* observer);
   void WorkerLoop(int index);
   // Takes the next batch off the queue (blocking). Returns false when stopping.
   bool TakeBatch(std::vector<Item>* batch, absl::Time* oldest_enqueue);
   void RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time oldest_enqueue);
-  static void FinishJob(const std::shared_ptr<JobState>& job, absl::StatusOr<std::vector<float>> result);
+  static void FinishJob(const std::shared_ptr<JobState>& job,
+                        absl::StatusOr<std::vector<float>> result);
 
   const Options options_;
   ScorerFactory factory_;

@@ -14,8 +14,8 @@ absl::StatusOr<ModelInfo> LoadModelInfo(const std::string& dir) {
   const std::string yaml_path = dir + "/model.yaml";
   for (const std::string& p : {info.model_path(), info.vocab_path(), yaml_path}) {
     if (!fs::exists(p)) {
-      return absl::NotFoundError(absl::StrCat(
-          "model.dir: ", p, " not found (export a model with tools/export_model.py)"));
+      return absl::NotFoundError(
+          absl::StrCat("model.dir: ", p, " not found (export a model with tools/export_model.py)"));
     }
   }
   try {

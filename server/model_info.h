@@ -10,14 +10,14 @@
 namespace rerank {
 
 struct ModelInfo {
-  std::string dir;                      // the model directory
-  std::string name = "unknown";         // model.yaml name
-  std::string version = "unknown";      // model.yaml version (content hash of model.pt)
-  uint32_t max_length = 512;            // the model's position limit
-  bool lowercase = true;                // uncased vocab: lowercase + strip accents
-  std::string precision = "fp32";       // the exporter's suggestion; config decides
+  std::string dir;                  // the model directory
+  std::string name = "unknown";     // model.yaml name
+  std::string version = "unknown";  // model.yaml version (content hash of model.pt)
+  uint32_t max_length = 512;        // the model's position limit
+  bool lowercase = true;            // uncased vocab: lowercase + strip accents
+  std::string precision = "fp32";   // the exporter's suggestion; config decides
   std::string score_activation = "raw";
-  bool demo = false;                    // random weights: scores are meaningless
+  bool demo = false;  // random weights: scores are meaningless
   std::string model_path() const { return dir + "/model.pt"; }
   std::string vocab_path() const { return dir + "/vocab.txt"; }
 };

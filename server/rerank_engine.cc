@@ -42,18 +42,18 @@ struct RerankEngine::SubPlan {
   std::string request_id;
   uint32_t top_n = 0;
   bool sigmoid = false;
-  bool reranked = true;       // false: pass-through
-  bool chunk = false;         // long documents: chunk_max (true) or truncate
+  bool reranked = true;  // false: pass-through
+  bool chunk = false;    // long documents: chunk_max (true) or truncate
   bool use_cache = false;
   std::string cache_namespace;
   struct Doc {
-    int index = 0;            // into request->documents()
-    int first_row = -1;       // into the run's rows; -1 when cached
+    int index = 0;       // into request->documents()
+    int first_row = -1;  // into the run's rows; -1 when cached
     int num_rows = 0;
     bool cached = false;
     float raw_score = 0.0f;
   };
-  std::vector<Doc> docs;      // the candidates considered (overfetch may cut the list)
+  std::vector<Doc> docs;  // the candidates considered (overfetch may cut the list)
   int cache_lookups = 0;
   int cache_hits = 0;
   int rows = 0;
@@ -86,8 +86,10 @@ absl::StatusOr<std::unique_ptr<RerankEngine>> RerankEngine::Create(const Options
     return absl::InvalidArgumentError(
         "RerankEngine: tokenizer, queue, flags, clock and audit are required");
   }
-  if (options.default_top_n < 1) return absl::InvalidArgumentError("rerank.default_top_n: must be >= 1");
-  if (options.max_documents < 1) return absl::InvalidArgumentError("rerank.max_documents: must be >= 1");
+  if (options.default_top_n < 1)
+    return absl::InvalidArgumentError("rerank.default_top_n: must be >= 1");
+  if (options.max_documents < 1)
+    return absl::InvalidArgumentError("rerank.max_documents: must be >= 1");
   if (options.max_length < 8) return absl::InvalidArgumentError("model.max_length: must be >= 8");
   if (options.max_chunks_per_doc < 1) {
     return absl::InvalidArgumentError("rerank.max_chunks_per_doc: must be >= 1");
@@ -101,7 +103,8 @@ absl::Status RerankEngine::CheckRateLimit(const std::string& client_key, const F
   deps_.rate_limiter->SetRequestsPerMinute(flags.rate_limit_per_minute).IgnoreError();
   RateLimiter::Decision d = deps_.rate_limiter->Allow(client_key);
   if (d.allowed) return absl::OkStatus();
-  const int64_t retry_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::Ceil(d.retry_after, absl::Milliseconds(1))));
+  const int64_t retry_ms = std::max<int64_t>(
+      1, absl::ToInt64Milliseconds(absl::Ceil(d.retry_after, absl::Milliseconds(1))));
   nlohmann::json ev = {{"client_id", client_key},
                        {"request_id", request_id},
                        {"limit_per_minute", flags.rate_limit_per_minute},
@@ -255,8 +258,8 @@ absl::Status RerankEngine::EncodeDocuments(const v1::RerankRequest& req, const s
       doc.num_rows = static_cast<int>(chunks.size());
       for (Encoding& e : chunks) rows->push_back(std::move(e));
     } else {
-      rows->push_back(deps_.tokenizer->EncodePair(query_ids, *doc_ids,
-                                                  static_cast<int>(options_.max_length)));
+      rows->push_back(
+          deps_.tokenizer->EncodePair(query_ids, *doc_ids, static_cast<int>(options_.max_length)));
       doc.num_rows = 1;
     }
     plan->rows += doc.num_rows;
@@ -303,8 +306,7 @@ v1::RerankResponse RerankEngine::Assemble(const SubPlan& plan,
   return resp;
 }
 
-void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call,
-                          RerankDone done) {
+void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call, RerankDone done) {
   auto state = std::make_shared<RunState>();
   state->rpc = "Rerank";
   state->call = call;
@@ -315,8 +317,7 @@ void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call
   SubPlan& plan = state->plans[0];
   plan.request = &request;
   plan.request_id = request.request_id().empty() ? NewRequestId() : request.request_id();
-  if (absl::Status s = CheckRateLimit(call.client_key, *state->flags, plan.request_id);
-      !s.ok()) {
+  if (absl::Status s = CheckRateLimit(call.client_key, *state->flags, plan.request_id); !s.ok()) {
     return Complete(*state, s);
   }
   if (absl::Status s = Plan(request, "", call.client_key, *state->flags, &state->rows, &plan);
@@ -336,29 +337,30 @@ void RerankEngine::RerankBatch(const v1::RerankBatchRequest& request, const Call
   state->batch_done = std::move(done);
   state->batch_request_id = request.request_id().empty() ? NewRequestId() : request.request_id();
   if (!state->flags->batch_enabled) {
-    return Complete(*state, absl::FailedPreconditionError(absl::StrCat(
-                                "batch reranking is disabled by feature flag (stage '",
-                                state->flags->stage, "'); use Rerank per query")));
+    return Complete(*state, absl::FailedPreconditionError(
+                                absl::StrCat("batch reranking is disabled by feature flag (stage '",
+                                             state->flags->stage, "'); use Rerank per query")));
   }
   if (absl::Status s = CheckRateLimit(call.client_key, *state->flags, state->batch_request_id);
       !s.ok()) {
     return Complete(*state, s);
   }
   if (request.requests_size() == 0) {
-    return Complete(*state, absl::InvalidArgumentError("requests: must contain at least one request"));
+    return Complete(*state,
+                    absl::InvalidArgumentError("requests: must contain at least one request"));
   }
   if (static_cast<uint32_t>(request.requests_size()) > options_.max_batch_requests) {
-    return Complete(*state, absl::InvalidArgumentError(absl::StrCat(
-                                "requests: ", request.requests_size(),
-                                " requests exceeds the limit of ", options_.max_batch_requests,
-                                " (rerank.max_batch_requests)")));
+    return Complete(*state,
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "requests: ", request.requests_size(), " requests exceeds the limit of ",
+                        options_.max_batch_requests, " (rerank.max_batch_requests)")));
   }
   state->plans.resize(request.requests_size());
   for (int i = 0; i < request.requests_size(); ++i) {
     const v1::RerankRequest& sub = request.requests(i);
     const std::string& key = sub.client_id().empty() ? call.client_key : sub.client_id();
-    absl::Status s = Plan(sub, absl::StrCat("requests[", i, "]."), key, *state->flags,
-                          &state->rows, &state->plans[i]);
+    absl::Status s = Plan(sub, absl::StrCat("requests[", i, "]."), key, *state->flags, &state->rows,
+                          &state->plans[i]);
     if (!s.ok()) {
       state->plans.resize(i + 1);
       return Complete(*state, s);
@@ -419,7 +421,8 @@ void RerankEngine::Complete(RunState& state, absl::Status status) {
     for (size_t i = 0; i < events; ++i) {
       nlohmann::json ev;
       const SubPlan* p = i < state.plans.size() ? &state.plans[i] : nullptr;
-      ev["request_id"] = p != nullptr && !p->request_id.empty() ? p->request_id : state.batch_request_id;
+      ev["request_id"] =
+          p != nullptr && !p->request_id.empty() ? p->request_id : state.batch_request_id;
       ev["client_id"] = state.call.client_key;
       ev["rpc"] = state.rpc;
       if (!state.batch_request_id.empty()) ev["batch_request_id"] = state.batch_request_id;
@@ -433,9 +436,10 @@ void RerankEngine::Complete(RunState& state, absl::Status status) {
       }
       ev["latency_ms"] = latency_ms;
       ev["success"] = status.ok();
-      ev["error"] = status.ok() ? nlohmann::json(nullptr)
-                                : nlohmann::json(absl::StrCat(absl::StatusCodeToString(status.code()),
-                                                              ": ", status.message()));
+      ev["error"] = status.ok()
+                        ? nlohmann::json(nullptr)
+                        : nlohmann::json(absl::StrCat(absl::StatusCodeToString(status.code()), ": ",
+                                                      status.message()));
       ev["model_version"] = deps_.model.version;
       deps_.audit->Record("rerank", std::move(ev));
     }

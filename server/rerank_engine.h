@@ -1,8 +1,8 @@
 // The data plane's logic, independent of gRPC: validates a request, applies the feature-flag
 // snapshot (pass-through, overfetch, cache rollout), rate-limits, tokenizes, serves cached pairs,
-// submits the rest to the ScoringQueue (the Batcher) and assembles the ranked response. The gRPC service
-// (server/rerank_service.h) is a thin adapter over it, so other front ends (an HTTP route) can
-// reuse it unchanged.
+// submits the rest to the ScoringQueue (the Batcher) and assembles the ranked response. The gRPC
+// service (server/rerank_service.h) is a thin adapter over it, so other front ends (an HTTP route)
+// can reuse it unchanged.
 //
 // Thread-safe. Never blocks: a call returns after queueing work; `done` runs exactly once, either
 // on the calling thread (errors, pass-through, all-cached) or on a batcher worker.
@@ -20,10 +20,10 @@
 #include "common/audit_sink.h"
 #include "common/clock.h"
 #include "common/feature_flags.h"
+#include "common/observers.h"
 #include "common/rate_limiter.h"
 #include "common/score_cache.h"
 #include "rerank/v1/reranker.pb.h"
-#include "common/observers.h"
 #include "server/model_info.h"
 #include "server/scoring_queue.h"
 #include "server/tokenizer.h"
@@ -32,24 +32,24 @@ namespace rerank {
 
 // Per-call facts the transport knows.
 struct CallInfo {
-  std::string client_key;                       // client_id, else x-client-id, else peer
+  std::string client_key;  // client_id, else x-client-id, else peer
   absl::Time deadline = absl::InfiniteFuture();
-  std::function<bool()> is_cancelled;           // optional
+  std::function<bool()> is_cancelled;  // optional
 };
 
 class RerankEngine {
  public:
   struct Options {
-    uint32_t default_top_n = 5;            // top_n = 0
-    uint32_t max_documents = 1000;         // per request
+    uint32_t default_top_n = 5;     // top_n = 0
+    uint32_t max_documents = 1000;  // per request
     uint32_t max_query_bytes = 8192;
     uint32_t max_document_bytes = 65536;
-    uint32_t max_batch_requests = 64;      // sub-requests per RerankBatch
-    uint32_t max_length = 512;             // tokens per pair (already capped by the model's)
-    bool chunk_long_documents = false;     // default long-document mode: false = truncate
+    uint32_t max_batch_requests = 64;   // sub-requests per RerankBatch
+    uint32_t max_length = 512;          // tokens per pair (already capped by the model's)
+    bool chunk_long_documents = false;  // default long-document mode: false = truncate
     uint32_t max_chunks_per_doc = 4;
     uint32_t chunk_overlap_tokens = 32;
-    bool sigmoid_by_default = false;       // default score activation
+    bool sigmoid_by_default = false;  // default score activation
     bool include_query_text_in_audit = false;
   };
   // Everything the engine uses and does not own; each must outlive the engine. cache,

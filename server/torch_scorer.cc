@@ -1,13 +1,12 @@
 #include "server/torch_scorer.h"
 
-#include <dlfcn.h>
-
-#include <mutex>
-
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
+#include <dlfcn.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/script.h>
+
+#include <mutex>
 
 #include "absl/strings/str_cat.h"
 
@@ -83,9 +82,9 @@ absl::StatusOr<std::unique_ptr<TorchScorer>> TorchScorer::Create(const Options& 
           }
         }
         if (cast == 0) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "model.precision: bf16 requested but ", options.model_path,
-              " declares rerank_mixed_precision and has no FastLinear submodules"));
+          return absl::InvalidArgumentError(
+              absl::StrCat("model.precision: bf16 requested but ", options.model_path,
+                           " declares rerank_mixed_precision and has no FastLinear submodules"));
         }
       } else {
         // A TorchScript model from elsewhere: CPU autocast decides per op (GEMMs in bf16).
@@ -93,9 +92,9 @@ absl::StatusOr<std::unique_ptr<TorchScorer>> TorchScorer::Create(const Options& 
       }
     }
   } catch (const c10::Error& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model.dir: cannot load TorchScript ", options.model_path, ": ",
-                     e.what_without_backtrace()));
+    return absl::InvalidArgumentError(absl::StrCat("model.dir: cannot load TorchScript ",
+                                                   options.model_path, ": ",
+                                                   e.what_without_backtrace()));
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat("model.dir: cannot load TorchScript ", options.model_path, ": ", e.what()));
@@ -108,8 +107,8 @@ absl::StatusOr<std::vector<float>> TorchScorer::Score(const ScoreBatch& batch) {
   if (batch.rows <= 0 || batch.seq_len <= 0 || static_cast<int64_t>(batch.input_ids.size()) != n ||
       static_cast<int64_t>(batch.attention_mask.size()) != n ||
       static_cast<int64_t>(batch.token_type_ids.size()) != n) {
-    return absl::InternalError(absl::StrCat("malformed batch: rows=", batch.rows,
-                                            " seq_len=", batch.seq_len));
+    return absl::InternalError(
+        absl::StrCat("malformed batch: rows=", batch.rows, " seq_len=", batch.seq_len));
   }
   try {
     c10::InferenceMode guard;
@@ -142,9 +141,9 @@ absl::StatusOr<std::vector<float>> TorchScorer::Score(const ScoreBatch& batch) {
     logits = logits.to(torch::kFloat32).contiguous();
     if (logits.dim() == 2 && logits.size(1) == 1) logits = logits.squeeze(1);
     if (logits.dim() != 1 || logits.size(0) != batch.rows) {
-      return absl::InternalError(absl::StrCat("model output has shape ",
-                                              c10::str(logits.sizes()), ", expected [",
-                                              batch.rows, "] or [", batch.rows, ", 1]"));
+      return absl::InternalError(absl::StrCat("model output has shape ", c10::str(logits.sizes()),
+                                              ", expected [", batch.rows, "] or [", batch.rows,
+                                              ", 1]"));
     }
     const float* p = logits.data_ptr<float>();
     return std::vector<float>(p, p + batch.rows);

@@ -16,10 +16,10 @@ namespace rerank {
 class TorchScorer final : public Scorer {
  public:
   struct Options {
-    std::string model_path;           // model.pt (TorchScript)
+    std::string model_path;  // model.pt (TorchScript)
     // fp32: as exported. bf16: matmuls in bfloat16 through oneDNN (AVX-512 BF16), see .cc for how.
     std::string precision = "fp32";
-    int intra_op_threads = 1;         // torch threads used by this scorer's calling thread
+    int intra_op_threads = 1;  // torch threads used by this scorer's calling thread
   };
   // Loads the module (each call loads its own replica). Must be called on the thread that will
   // call Score(), because torch's intra-op thread count is per calling thread.

@@ -138,7 +138,7 @@ class AdminHttpSlowClientsTest : public ::testing::Test {
 TEST_F(AdminHttpSlowClientsTest, ProbesStayFastWhileHundredsOfClientsTrickle) {
   constexpr int kSlow = 300;
   constexpr absl::Duration kBytePeriod = absl::Milliseconds(2500);  // per slow connection
-  constexpr absl::Duration kProbeFor = absl::Seconds(7);  // < the 10 s request deadline
+  constexpr absl::Duration kProbeFor = absl::Seconds(7);            // < the 10 s request deadline
   constexpr double kProbeLimitMs = 100;
   // 300 client + 300 server sockets: make sure the descriptor limit allows them.
   rlimit lim{};

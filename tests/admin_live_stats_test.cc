@@ -1,8 +1,7 @@
-#include "admin/live_stats.h"
-
 #include <thread>
 #include <vector>
 
+#include "admin/live_stats.h"
 #include "common/observers.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -11,8 +10,8 @@
 namespace rerank {
 namespace {
 
-using ::testing::HasSubstr;
 using testing::FakeClock;
+using ::testing::HasSubstr;
 
 RequestReport Ok(double latency_ms, int lookups = 0, int hits = 0) {
   RequestReport r;
@@ -93,7 +92,7 @@ TEST(LiveStatsTest, ErrorsRateLimitsAndCacheRates) {
   EXPECT_EQ(s.total_requests, 5u);
   EXPECT_EQ(s.requests_in_window, 5u);
   EXPECT_EQ(s.ok_in_window, 3u);
-  EXPECT_EQ(s.errors_in_window, 1u);        // rate limiting is not an error
+  EXPECT_EQ(s.errors_in_window, 1u);  // rate limiting is not an error
   EXPECT_EQ(s.rate_limited_in_window, 1u);
   EXPECT_DOUBLE_EQ(s.error_rate_percent, 20);
   EXPECT_EQ(s.cache_lookups_in_window, 10u);
@@ -111,7 +110,7 @@ TEST(LiveStatsTest, OldRequestsLeaveTheWindowButTotalKeepsCounting) {
   for (int i = 0; i < 5; ++i) stats->OnRequest(Ok(100, 2, 2));  // second 1'000'000
   stats->OnRequest(Failed(absl::StatusCode::kInternal));
   clock.Advance(absl::Seconds(5));
-  for (int i = 0; i < 3; ++i) stats->OnRequest(Ok(10, 2, 0));   // second 1'000'005
+  for (int i = 0; i < 3; ++i) stats->OnRequest(Ok(10, 2, 0));  // second 1'000'005
 
   LiveStats::Snapshot s = stats->GetSnapshot();
   EXPECT_EQ(s.total_requests, 9u);
@@ -169,10 +168,10 @@ TEST(LiveStatsTest, PercentilesUseTheNewestSamplesWhenCapped) {
   auto stats = Make(&clock, absl::Seconds(10), /*max_samples=*/10);
   for (int i = 1; i <= 20; ++i) stats->OnRequest(Ok(i));
   LiveStats::Snapshot s = stats->GetSnapshot();
-  EXPECT_EQ(s.requests_in_window, 20u);       // counts stay exact
-  EXPECT_DOUBLE_EQ(s.avg_latency_ms, 10.5);   // so does the average
+  EXPECT_EQ(s.requests_in_window, 20u);      // counts stay exact
+  EXPECT_DOUBLE_EQ(s.avg_latency_ms, 10.5);  // so does the average
   EXPECT_EQ(s.latency_samples, 10u);
-  EXPECT_DOUBLE_EQ(s.p95_latency_ms, 20);     // over 11..20
+  EXPECT_DOUBLE_EQ(s.p95_latency_ms, 20);  // over 11..20
   EXPECT_DOUBLE_EQ(s.p99_latency_ms, 20);
   stats->OnRequest(Ok(1));
   EXPECT_EQ(stats->GetSnapshot().latency_samples, 10u);
@@ -182,9 +181,11 @@ TEST(LiveStatsTest, RejectsBadOptions) {
   FakeClock clock;
   LiveStats::Options o;
   o.window = absl::ZeroDuration();
-  EXPECT_THAT(LiveStats::Create(o, &clock).status().message(), HasSubstr("admin.stats_window_seconds"));
+  EXPECT_THAT(LiveStats::Create(o, &clock).status().message(),
+              HasSubstr("admin.stats_window_seconds"));
   o.window = absl::Milliseconds(1500);
-  EXPECT_THAT(LiveStats::Create(o, &clock).status().message(), HasSubstr("admin.stats_window_seconds"));
+  EXPECT_THAT(LiveStats::Create(o, &clock).status().message(),
+              HasSubstr("admin.stats_window_seconds"));
   o.window = absl::Seconds(LiveStats::kMaxWindowSeconds + 1);
   EXPECT_FALSE(LiveStats::Create(o, &clock).ok());
   o = LiveStats::Options();
@@ -192,7 +193,8 @@ TEST(LiveStatsTest, RejectsBadOptions) {
   EXPECT_THAT(LiveStats::Create(o, &clock).status().message(), HasSubstr("max_samples"));
   o = LiveStats::Options();
   o.target_latency = absl::ZeroDuration();
-  EXPECT_THAT(LiveStats::Create(o, &clock).status().message(), HasSubstr("rerank.target_latency_ms"));
+  EXPECT_THAT(LiveStats::Create(o, &clock).status().message(),
+              HasSubstr("rerank.target_latency_ms"));
   EXPECT_FALSE(LiveStats::Create(LiveStats::Options(), nullptr).ok());
 }
 

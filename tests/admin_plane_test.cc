@@ -28,10 +28,10 @@
 #include "common/score_cache.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/files.h"
 #include "prometheus/registry.h"
 #include "rerank/admin/v1/admin.grpc.pb.h"
 #include "tests/testing/fake_clock.h"
+#include "tests/testing/files.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/prometheus_text.h"
 
@@ -167,8 +167,8 @@ class AdminPlaneTest : public ::testing::Test {
     auto grpc_server = AdminGrpcServer::Start(go, core_.get());
     ASSERT_TRUE(grpc_server.ok()) << grpc_server.status();
     grpc_ = *std::move(grpc_server);
-    stub_ = admin::v1::Admin::NewStub(grpc::CreateChannel(
-        absl::StrCat("127.0.0.1:", grpc_->port()), grpc::InsecureChannelCredentials()));
+    stub_ = admin::v1::Admin::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_->port()),
+                                                          grpc::InsecureChannelCredentials()));
   }
 
   void StopAdmin() {
@@ -275,7 +275,9 @@ TEST_F(AdminPlaneTest, HealthShapeAndSlidingWindowOnFakeClock) {
   EXPECT_EQ(h["status"], "healthy");
   EXPECT_EQ(h["ready"], true);
   EXPECT_EQ(h["uptime_seconds"], 30);
-  EXPECT_EQ(h["model"], json({{"name", "tiny_model"}, {"version", "abc123"}, {"precision", "fp32"}, {"demo", true}}));
+  EXPECT_EQ(
+      h["model"],
+      json({{"name", "tiny_model"}, {"version", "abc123"}, {"precision", "fp32"}, {"demo", true}}));
   EXPECT_EQ(h["reranker"]["enabled"], true);
   EXPECT_EQ(h["reranker"]["stage"], "feature-flags");
   EXPECT_EQ(h["flags"], FlagsToJson(*flags_->Current()));
@@ -285,7 +287,7 @@ TEST_F(AdminPlaneTest, HealthShapeAndSlidingWindowOnFakeClock) {
   EXPECT_EQ(s["window_seconds"], 60);
   EXPECT_EQ(s["target_latency_ms"], 50);
   EXPECT_DOUBLE_EQ(s["avg_latency_ms"].get<double>(), 19.0);  // mean of 10..28
-  EXPECT_DOUBLE_EQ(s["p95_latency_ms"].get<double>(), 28);     // ceil(0.95*19) = 19th
+  EXPECT_DOUBLE_EQ(s["p95_latency_ms"].get<double>(), 28);    // ceil(0.95*19) = 19th
   EXPECT_DOUBLE_EQ(s["p99_latency_ms"].get<double>(), 28);
   EXPECT_DOUBLE_EQ(s["cache_hit_rate_percent"].get<double>(), 25);
   EXPECT_DOUBLE_EQ(s["target_latency_met_rate_percent"].get<double>(), 100);
@@ -437,7 +439,8 @@ TEST_F(AdminPlaneTest, BadFlagRequestsAre400NamingTheKey) {
            {R"({"stage": "full", "actor": 5})", "actor"},
            {R"({"stage": "full", "actor": ""})", "actor"},
            {R"({"stage": "full", "actor": "a\nb"})", "actor"},
-           {absl::StrCat(R"({"stage": "full", "actor": ")", std::string(129, 'x'), R"("})"), "actor"},
+           {absl::StrCat(R"({"stage": "full", "actor": ")", std::string(129, 'x'), R"("})"),
+            "actor"},
        }) {
     HttpResult r = Post("/flags", c.body);
     EXPECT_EQ(r.status, 400) << c.body << " -> " << r.body;
@@ -647,7 +650,8 @@ TEST_F(AdminPlaneTest, BadListenAddressNamesTheConfigKey) {
   EXPECT_EQ(http.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(http.status().message(), HasSubstr("admin.http_listen"));
   ho.listen = "no-such-host.invalid:0";
-  EXPECT_THAT(AdminHttpServer::Start(ho, core_.get()).status().message(), HasSubstr("admin.http_listen"));
+  EXPECT_THAT(AdminHttpServer::Start(ho, core_.get()).status().message(),
+              HasSubstr("admin.http_listen"));
   AdminGrpcServer::Options go;
   go.listen = absl::StrCat("127.0.0.1:", grpc_->port());  // taken
   absl::StatusOr<std::unique_ptr<AdminGrpcServer>> g = AdminGrpcServer::Start(go, core_.get());
@@ -703,9 +707,10 @@ TEST_F(AdminPlaneTest, HttpTransportEdgeCases) {
   }
   {  // Chunked request bodies are de-chunked (the body limit applies to the decoded body).
     RawConnection c(port());
-    c.Send("POST /flags HTTP/1.1\r\nAuthorization: Bearer secret\r\nConnection: close\r\n"
-           "Transfer-Encoding: chunked\r\n\r\n"
-           "b\r\n{\"stage\": \"\r\n9\r\ncache-50\"\r\n1\r\n}\r\n0\r\n\r\n");
+    c.Send(
+        "POST /flags HTTP/1.1\r\nAuthorization: Bearer secret\r\nConnection: close\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+        "b\r\n{\"stage\": \"\r\n9\r\ncache-50\"\r\n1\r\n}\r\n0\r\n\r\n");
     EXPECT_THAT(c.ReadAll(), ::testing::StartsWith("HTTP/1.1 200 "));
     EXPECT_EQ(flags_->Current()->stage, "cache-50");
   }

@@ -17,17 +17,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "app/rerank_server.h"
 #include "common/rollout.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "rerank/admin/v1/admin.grpc.pb.h"
 #include "rerank/v1/reranker.grpc.pb.h"
-#include "app/rerank_server.h"
-#include "tests/testing/rerank_server_peer.h"
 #include "tests/testing/fake_scorer.h"
 #include "tests/testing/files.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/prometheus_text.h"
+#include "tests/testing/rerank_server_peer.h"
 
 namespace rerank {
 namespace {
@@ -43,10 +43,8 @@ using testing::PromText;
 using testing::ReadFile;
 
 const std::vector<std::string> kDocs = {
-    "berlin is the capital of germany",
-    "bananas are yellow and sweet",
-    "paris is the capital of france",
-    "the weather in france is mild",
+    "berlin is the capital of germany",       "bananas are yellow and sweet",
+    "paris is the capital of france",         "the weather in france is mild",
     "capital of france paris france capital",
 };
 
@@ -61,7 +59,8 @@ class AdminServerTest : public ::testing::Test {
   void SetUp() override {
     // $RERANK_BUILD_DIR (rerank_add_test), else the build tree this binary was configured in.
     const char* build = std::getenv("RERANK_BUILD_DIR");
-    model_dir_ = fs::path(build != nullptr ? build : RERANK_TEST_BUILD_DIR) / "testdata" / "tiny_model";
+    model_dir_ =
+        fs::path(build != nullptr ? build : RERANK_TEST_BUILD_DIR) / "testdata" / "tiny_model";
     ASSERT_TRUE(fs::exists(model_dir_ / "model.yaml")) << "build target test_models first";
     dir_ = fs::path(::testing::TempDir()) /
            absl::StrCat("admin_server_", getpid(), "_",
@@ -206,12 +205,15 @@ TEST_F(AdminServerTest, HealthHasTheContractShape) {
   EXPECT_EQ(h["reranker"]["stage"], "feature-flags");
   EXPECT_EQ(h["flags"], FlagsToJson(*peer().flags()->Current()));
   const json& s = h["reranker"]["stats"];
-  const std::vector<std::string> integers = {"total_reranks", "cache_size", "cache_max_size",
-                                             "target_latency_ms", "window_seconds",
-                                             "requests_in_window"};
-  const std::vector<std::string> numbers = {"avg_latency_ms", "p95_latency_ms", "p99_latency_ms",
+  const std::vector<std::string> integers = {"total_reranks",  "cache_size",
+                                             "cache_max_size", "target_latency_ms",
+                                             "window_seconds", "requests_in_window"};
+  const std::vector<std::string> numbers = {"avg_latency_ms",
+                                            "p95_latency_ms",
+                                            "p99_latency_ms",
                                             "cache_hit_rate_percent",
-                                            "target_latency_met_rate_percent", "error_rate_percent"};
+                                            "target_latency_met_rate_percent",
+                                            "error_rate_percent"};
   EXPECT_EQ(s.size(), integers.size() + numbers.size() + 1);  // + cache_enabled: nothing else
   for (const std::string& k : integers) {
     ASSERT_TRUE(s.contains(k)) << k;
@@ -240,7 +242,8 @@ TEST_F(AdminServerTest, HealthAgreesWithMetrics) {
   EXPECT_EQ(RerankOk(a).cache_hits(), 5u);
   EXPECT_EQ(RerankOk(b).cache_hits(), 0u);
   v1::RerankResponse ignored;
-  EXPECT_EQ(Rerank(Request("   ", kDocs), &ignored).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Rerank(Request("   ", kDocs), &ignored).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
   {
     v1::RerankBatchRequest batch;
     *batch.add_requests() = a;
@@ -260,8 +263,11 @@ TEST_F(AdminServerTest, HealthAgreesWithMetrics) {
   EXPECT_EQ(s["requests_in_window"], 5);
   EXPECT_EQ(m.Sum("rerank_requests_total"), s["total_reranks"].get<double>());
   EXPECT_EQ(observer_.count.load(), 5);  // Overrides.observer still sees every request
-  EXPECT_EQ(m.Value("rerank_requests_total", {{"rpc", "Rerank"}, {"outcome", "ok"}, {"code", "OK"}}), 3);
-  EXPECT_EQ(m.Value("rerank_requests_total", {{"rpc", "RerankBatch"}, {"outcome", "ok"}, {"code", "OK"}}), 1);
+  EXPECT_EQ(
+      m.Value("rerank_requests_total", {{"rpc", "Rerank"}, {"outcome", "ok"}, {"code", "OK"}}), 3);
+  EXPECT_EQ(
+      m.Value("rerank_requests_total", {{"rpc", "RerankBatch"}, {"outcome", "ok"}, {"code", "OK"}}),
+      1);
   EXPECT_EQ(m.Value("rerank_requests_total",
                     {{"rpc", "Rerank"}, {"outcome", "error"}, {"code", "INVALID_ARGUMENT"}}),
             1);
@@ -297,7 +303,7 @@ TEST_F(AdminServerTest, HealthAgreesWithMetrics) {
   EXPECT_EQ(m.Value("rerank_audit_written_total"), peer().audit()->written());
   EXPECT_GE(*m.Value("rerank_audit_written_total"), 7);  // startup, flag_change, 6 rerank events
   EXPECT_EQ(m.Value("rerank_queue_pairs"), 0);
-  EXPECT_GE(*m.Value("rerank_batch_pairs_count"), 1);    // warmup + requests went through batches
+  EXPECT_GE(*m.Value("rerank_batch_pairs_count"), 1);  // warmup + requests went through batches
 }
 
 TEST_F(AdminServerTest, EveryStageTakesEffectOnTheNextRequest) {
@@ -415,7 +421,8 @@ TEST_F(AdminServerTest, AuthAndTheDataPortServesNoAdminCalls) {
         absl::StrCat("127.0.0.1:", server_->data_port()), grpc::InsecureChannelCredentials()));
     grpc::ClientContext ctx;
     ctx.AddMetadata("authorization", "Bearer secret");
-    EXPECT_EQ(on_data_port->SetStage(&ctx, req, &resp).error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    EXPECT_EQ(on_data_port->SetStage(&ctx, req, &resp).error_code(),
+              grpc::StatusCode::UNIMPLEMENTED);
     grpc::ClientContext ctx2;
     admin::v1::Health stats;
     EXPECT_EQ(on_data_port->GetStats(&ctx2, admin::v1::GetStatsRequest(), &stats).error_code(),
@@ -547,7 +554,8 @@ TEST_F(AdminServerTest, NotReadyWhileWarmingUpAndOnceDrainBegins) {
   control_.Gate();
   grpc::Status in_flight_status;
   v1::RerankResponse in_flight_resp;
-  std::thread client([&] { in_flight_status = Rerank(Request("capital of france", kDocs), &in_flight_resp); });
+  std::thread client(
+      [&] { in_flight_status = Rerank(Request("capital of france", kDocs), &in_flight_resp); });
   control_.WaitForCalls(calls_before + 1);
   std::thread stopper([&] { server_->Shutdown(); });
   // Shutdown() flips readiness first, then waits for the gated request: poll until it shows.
@@ -560,7 +568,7 @@ TEST_F(AdminServerTest, NotReadyWhileWarmingUpAndOnceDrainBegins) {
   EXPECT_EQ(ready.status, 503);
   EXPECT_THAT(Body(ready)["reason"].get<std::string>(), HasSubstr("draining"));
   EXPECT_FALSE(peer().readiness().ready);
-  EXPECT_EQ(Get("/live").status, 200);    // the admin plane stays up during the drain
+  EXPECT_EQ(Get("/live").status, 200);  // the admin plane stays up during the drain
   EXPECT_EQ(Get("/health").status, 503);
   EXPECT_EQ(Metrics().Value("rerank_ready"), 0);
   const int port = server_->admin_http_port();

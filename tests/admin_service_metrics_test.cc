@@ -1,5 +1,3 @@
-#include "admin/service_metrics.h"
-
 #include <unistd.h>
 
 #include <filesystem>
@@ -7,11 +5,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "admin/service_metrics.h"
 #include "common/flag_store.h"
 #include "gmock/gmock.h"
-#include "server/batcher.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
+#include "server/batcher.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_scorer.h"
 #include "tests/testing/files.h"
@@ -71,10 +70,9 @@ TEST_F(ServiceMetricsTest, NamingConventionsAndTypes) {
         "rerank_batches_total", "rerank_model_forwards_total"}) {
     EXPECT_EQ(p.Type(counter), "counter") << counter;
   }
-  for (const char* histogram :
-       {"rerank_request_duration_seconds", "rerank_queue_wait_seconds",
-        "rerank_inference_duration_seconds", "rerank_batch_pairs", "rerank_batch_tokens",
-        "rerank_batch_padding_ratio"}) {
+  for (const char* histogram : {"rerank_request_duration_seconds", "rerank_queue_wait_seconds",
+                                "rerank_inference_duration_seconds", "rerank_batch_pairs",
+                                "rerank_batch_tokens", "rerank_batch_padding_ratio"}) {
     EXPECT_EQ(p.Type(histogram), "histogram") << histogram;
   }
   for (const char* gauge :
@@ -98,14 +96,18 @@ TEST_F(ServiceMetricsTest, RequestsByRpcOutcomeAndCode) {
 
   PromText p = Scrape();
   EXPECT_EQ(p.Sum("rerank_requests_total"), 6);
-  EXPECT_EQ(p.Value("rerank_requests_total", {{"rpc", "Rerank"}, {"outcome", "ok"}, {"code", "OK"}}), 2);
-  EXPECT_EQ(p.Value("rerank_requests_total", {{"rpc", "Rerank"}, {"outcome", "passthrough"}, {"code", "OK"}}), 1);
+  EXPECT_EQ(
+      p.Value("rerank_requests_total", {{"rpc", "Rerank"}, {"outcome", "ok"}, {"code", "OK"}}), 2);
+  EXPECT_EQ(p.Value("rerank_requests_total",
+                    {{"rpc", "Rerank"}, {"outcome", "passthrough"}, {"code", "OK"}}),
+            1);
   EXPECT_EQ(p.Value("rerank_requests_total",
                     {{"rpc", "RerankBatch"}, {"outcome", "error"}, {"code", "INVALID_ARGUMENT"}}),
             1);
-  EXPECT_EQ(p.Value("rerank_requests_total",
-                    {{"rpc", "Rerank"}, {"outcome", "rate_limited"}, {"code", "RESOURCE_EXHAUSTED"}}),
-            1);
+  EXPECT_EQ(
+      p.Value("rerank_requests_total",
+              {{"rpc", "Rerank"}, {"outcome", "rate_limited"}, {"code", "RESOURCE_EXHAUSTED"}}),
+      1);
   EXPECT_EQ(p.Value("rerank_requests_total",
                     {{"rpc", "Rerank"}, {"outcome", "error"}, {"code", "RESOURCE_EXHAUSTED"}}),
             1);
@@ -114,7 +116,8 @@ TEST_F(ServiceMetricsTest, RequestsByRpcOutcomeAndCode) {
   EXPECT_NEAR(*p.Value("rerank_request_duration_seconds_sum", {{"rpc", "Rerank"}}),
               0.003 + 0.020 + 0.001 + 0.0001 + 0.0001, 1e-9);
   // 3 ms and 1 ms and two 0.1 ms land at or below the 5 ms bucket; 20 ms does not.
-  EXPECT_EQ(p.Value("rerank_request_duration_seconds_bucket", {{"rpc", "Rerank"}, {"le", "0.005"}}), 4);
+  EXPECT_EQ(p.Value("rerank_request_duration_seconds_bucket", {{"rpc", "Rerank"}, {"le", "0.005"}}),
+            4);
   EXPECT_EQ(p.Value("rerank_pairs_scored_total"), 6);
 }
 
@@ -207,7 +210,9 @@ TEST_F(ServiceMetricsTest, ScrapeTimeSeriesFollowTheirSources) {
   EXPECT_EQ(p.Value("rerank_reranker_enabled"), 1);
   EXPECT_EQ(p.Value("rerank_cache_traffic_percent"), 50);
   EXPECT_EQ(p.Value("rerank_ready"), 0);
-  EXPECT_EQ(p.Value("rerank_model_info", {{"name", "tiny"}, {"version", "v1"}, {"precision", "fp32"}}), 1);
+  EXPECT_EQ(
+      p.Value("rerank_model_info", {{"name", "tiny"}, {"version", "v1"}, {"precision", "fp32"}}),
+      1);
   EXPECT_EQ(p.Value("rerank_uptime_seconds"), 100);
 
   // Second scrape after more activity: counters advance by the difference, not twice.

@@ -14,9 +14,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/files.h"
 #include "tests/testing/fake_audit_sink.h"
 #include "tests/testing/fake_clock.h"
+#include "tests/testing/files.h"
 
 namespace rerank {
 namespace {

@@ -120,7 +120,8 @@ TEST(BuildScoreBatchTest, PadsWithMaskZero) {
 TEST_F(BatcherTest, ScoresRowsInOrderAndPadsToLongestNotMaxLength) {
   auto b = Make();
   Result r;
-  ASSERT_TRUE(b->Submit(MakeJob({Row({7, 8}, {7, 9}), Row({7, 8}, {7, 8}), Row({7, 8}, {9})}, &r)).ok());
+  ASSERT_TRUE(
+      b->Submit(MakeJob({Row({7, 8}, {7, 9}), Row({7, 8}, {7, 8}), Row({7, 8}, {9})}, &r)).ok());
   r.done.WaitForNotification();
   ASSERT_TRUE(r.value.ok()) << r.value.status();
   ASSERT_EQ(r.value->size(), 3u);
@@ -140,7 +141,8 @@ TEST_F(BatcherTest, BatchesAcrossConcurrentRequests) {
   control_.WaitForCalls(1);  // the worker is busy with `first`
   ASSERT_TRUE(b->Submit(MakeJob({RowOfLength(30, 1), RowOfLength(30, 2)}, &second)).ok());
   ASSERT_TRUE(
-      b->Submit(MakeJob({RowOfLength(31, 3), RowOfLength(29, 4), RowOfLength(30, 5)}, &third)).ok());
+      b->Submit(MakeJob({RowOfLength(31, 3), RowOfLength(29, 4), RowOfLength(30, 5)}, &third))
+          .ok());
   control_.Release();
   first.done.WaitForNotification();
   second.done.WaitForNotification();
@@ -154,7 +156,8 @@ TEST_F(BatcherTest, BatchesAcrossConcurrentRequests) {
 TEST_F(BatcherTest, DuplicateRowsScoredOnce) {
   auto b = Make();
   Result r;
-  ASSERT_TRUE(b->Submit(MakeJob({Row({7}, {7}), Row({7}, {8}), Row({7}, {7}), Row({7}, {7})}, &r)).ok());
+  ASSERT_TRUE(
+      b->Submit(MakeJob({Row({7}, {7}), Row({7}, {8}), Row({7}, {7}), Row({7}, {7})}, &r)).ok());
   r.done.WaitForNotification();
   ASSERT_TRUE(r.value.ok());
   EXPECT_EQ(control_.rows_scored(), 2);
@@ -171,7 +174,8 @@ TEST_F(BatcherTest, QueueFullIsResourceExhaustedAtOnce) {
   Result busy, queued;
   ASSERT_TRUE(b->Submit(MakeJob({RowOfLength(10)}, &busy)).ok());
   control_.WaitForCalls(1);
-  ASSERT_TRUE(b->Submit(MakeJob({RowOfLength(10), RowOfLength(11), RowOfLength(12)}, &queued)).ok());
+  ASSERT_TRUE(
+      b->Submit(MakeJob({RowOfLength(10), RowOfLength(11), RowOfLength(12)}, &queued)).ok());
   Result rejected;
   absl::Status s = b->Submit(MakeJob({RowOfLength(10), RowOfLength(10)}, &rejected));
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
@@ -265,9 +269,12 @@ TEST_F(BatcherTest, StopFailsQueuedJobsWithUnavailable) {
 }
 
 TEST_F(BatcherTest, FactoryFailureFailsCreate) {
-  auto b = Batcher::Create({}, [] () -> absl::StatusOr<std::unique_ptr<Scorer>> {
-    return absl::NotFoundError("model.pt missing");
-  }, &clock_, nullptr);
+  auto b = Batcher::Create(
+      {},
+      []() -> absl::StatusOr<std::unique_ptr<Scorer>> {
+        return absl::NotFoundError("model.pt missing");
+      },
+      &clock_, nullptr);
   EXPECT_EQ(b.status().code(), absl::StatusCode::kNotFound);
 }
 
@@ -282,7 +289,8 @@ TEST_F(BatcherTest, ManyConcurrentJobsAllCompleteExactlyOnce) {
     threads.emplace_back([&, t] {
       for (int j = t; j < kJobs; j += 4) {
         std::vector<Encoding> rows;
-        for (int k = 0; k < 1 + j % 5; ++k) rows.push_back(Row({7, 8}, {static_cast<int64_t>(7 + (k % 2))}));
+        for (int k = 0; k < 1 + j % 5; ++k)
+          rows.push_back(Row({7, 8}, {static_cast<int64_t>(7 + (k % 2))}));
         ASSERT_TRUE(b->Submit(MakeJob(std::move(rows), &results[j])).ok());
       }
     });

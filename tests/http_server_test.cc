@@ -63,9 +63,8 @@ std::string Post(const std::string& target, const std::string& body,
 
 HttpResponse Echo(const HttpRequest& r) {
   HttpResponse out;
-  out.body = json{{"method", r.method}, {"path", r.path},       {"query", r.query},
-                  {"body", r.body},     {"headers", r.headers}, {"peer", r.peer},
-                  {"version", r.version}}
+  out.body = json{{"method", r.method},   {"path", r.path}, {"query", r.query},    {"body", r.body},
+                  {"headers", r.headers}, {"peer", r.peer}, {"version", r.version}}
                  .dump();
   return out;
 }
@@ -316,17 +315,19 @@ TEST_F(HttpServerTest, BodyOverTheLimitIs413WithoutReadingIt) {
   }
   {  // With "Expect: 100-continue": 413 instead of 100 Continue.
     HttpConn c(port());
-    ASSERT_TRUE(c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n"
-                       "Expect: 100-continue\r\n\r\n"));
+    ASSERT_TRUE(
+        c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n"
+               "Expect: 100-continue\r\n\r\n"));
     std::optional<RawResponse> r = c.Read();
     ASSERT_TRUE(r.has_value());
     EXPECT_EQ(r->status, 413);
   }
   {  // Chunked: the decoded body crosses the limit mid-stream.
     HttpConn c(port());
-    ASSERT_TRUE(c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                       "40\r\n" + std::string(64, 'a') + "\r\n40\r\n" + std::string(64, 'b') +
-                       "\r\n0\r\n\r\n"));
+    ASSERT_TRUE(
+        c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "40\r\n" +
+               std::string(64, 'a') + "\r\n40\r\n" + std::string(64, 'b') + "\r\n0\r\n\r\n"));
     std::optional<RawResponse> r = c.Read();
     ASSERT_TRUE(r.has_value());
     EXPECT_EQ(r->status, 413);
@@ -410,7 +411,7 @@ TEST_F(HttpServerTest, SlowHandlerGets408AndItsLateAnswerIsDropped) {
   EXPECT_EQ(r->status, 408);
   EXPECT_TRUE(c.WaitClosed(absl::Seconds(5)));
   EXPECT_TRUE(held.Respond(HttpResponse()));  // accepted, and dropped: the client has its 408
-  HttpConn next(port());  // the server is fine
+  HttpConn next(port());                      // the server is fine
   ASSERT_TRUE(next.Send(Get("/echo")));
   r = next.Read();
   ASSERT_TRUE(r.has_value());
@@ -465,8 +466,9 @@ TEST_F(HttpServerTest, ConnectionsBeyondTheCapAreRefusedWith503) {
 TEST_F(HttpServerTest, ExpectContinueAndChunkedBodies) {
   Start();
   HttpConn c(port());
-  ASSERT_TRUE(c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
-                     "Expect: 100-continue\r\n\r\n"));
+  ASSERT_TRUE(
+      c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n"
+             "Expect: 100-continue\r\n\r\n"));
   ASSERT_TRUE(c.ReadUntil("\r\n\r\n"));
   EXPECT_EQ(c.Take(25), "HTTP/1.1 100 Continue\r\n\r\n");
   ASSERT_TRUE(c.Send("hello"));
@@ -475,8 +477,9 @@ TEST_F(HttpServerTest, ExpectContinueAndChunkedBodies) {
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(Parse(r->body)["body"], "hello");
 
-  ASSERT_TRUE(c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n"));
+  ASSERT_TRUE(
+      c.Send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n"));
   r = c.Read();
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->status, 200);
@@ -525,8 +528,8 @@ TEST_F(HttpServerTest, StopIsBoundedWhenAHandlerNeverAnswers) {
   server_->Stop();
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
   EXPECT_TRUE(busy.WaitClosed(absl::Seconds(5)));
-  server_.reset();                             // the responder outlives the server:
-  EXPECT_TRUE(held.Respond(HttpResponse()));   // answering is a harmless no-op
+  server_.reset();                            // the responder outlives the server:
+  EXPECT_TRUE(held.Respond(HttpResponse()));  // answering is a harmless no-op
 }
 
 TEST_F(HttpServerTest, CustomErrorDialect) {
@@ -702,7 +705,7 @@ TEST(HttpResponderTest, AnswersExactlyOnceAndDroppingAnswersNullopt) {
     HttpResponder r(slot);
     HttpResponder moved = std::move(r);
     EXPECT_FALSE(r.Respond(HttpResponse()));  // NOLINT(bugprone-use-after-move): moved from
-  }  // `moved` is destroyed unanswered
+  }                                           // `moved` is destroyed unanswered
   EXPECT_EQ(slot->calls, 1);
   EXPECT_FALSE(slot->got.has_value());
 

@@ -39,7 +39,8 @@ TEST(ProtoJsonTest, ParsesStrictlyAndNamesTheField) {
            {R"({"stage": 10})", "stage: must be a string, got 10"},
            {R"({"flags": {"cache": {"enabled": "yes"}}})",
             R"(flags.cache.enabled: must be true or false, got "yes")"},
-           {R"({"flags": {"cache": {"enabled": 1}}})", "flags.cache.enabled: must be true or false"},
+           {R"({"flags": {"cache": {"enabled": 1}}})",
+            "flags.cache.enabled: must be true or false"},
            {R"({"flags": {"cache": {"traffic_percent": -1}}})",
             "flags.cache.traffic_percent: must be a non-negative integer, got -1"},
            {R"({"flags": {"cache": {"traffic_percent": 1.5}}})",
@@ -66,9 +67,9 @@ TEST(ProtoJsonTest, NullLeavesAFieldUnsetAndUnknownKeysCanBeIgnored) {
   EXPECT_FALSE(m.has_flags());
   admin::v1::Readiness r;
   EXPECT_FALSE(JsonToMessage(R"({"ready": true, "new_field": 1})", &r, "b").ok());
-  ASSERT_TRUE(JsonToMessage(R"({"ready": true, "new_field": 1})", &r, "b",
-                            {/*ignore_unknown_fields=*/true})
-                  .ok());
+  ASSERT_TRUE(
+      JsonToMessage(R"({"ready": true, "new_field": 1})", &r, "b", {/*ignore_unknown_fields=*/true})
+          .ok());
   EXPECT_TRUE(r.ready());
   admin::v1::Flags f;
   ASSERT_TRUE(JsonToMessage(R"({"cache": {"traffic_percent": 20}})", &f, "b").ok());

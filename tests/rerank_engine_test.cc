@@ -27,17 +27,17 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
+using testing::FakeScoringQueue;
 using ::testing::FloatEq;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 using ::testing::StartsWith;
-using testing::FakeScoringQueue;
 
 // Ids are line numbers: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4, then the words from 5 on.
 constexpr char kVocab[] =
     "[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n"
-    "how\nmany\npeople\nlive\nin\nberlin\n"           // 5..10
-    "has\nthe\nweather\nis\nnice\ncats\nword\n";     // 11..17
+    "how\nmany\npeople\nlive\nin\nberlin\n"       // 5..10
+    "has\nthe\nweather\nis\nnice\ncats\nword\n";  // 11..17
 constexpr int64_t kCls = 2, kSep = 3, kHow = 5, kMany = 6, kPeople = 7, kLive = 8, kIn = 9,
                   kBerlin = 10, kCats = 16, kWord = 17;
 
@@ -201,8 +201,8 @@ TEST_F(RerankEngineTest, SubmitsOneRowPerPairAndRanksByScoreTiesByIndex) {
   EXPECT_THAT(queue_.rows(0)[0],
               ElementsAre(kCls, kHow, kMany, kPeople, kLive, kIn, kBerlin, kSep, kBerlin, kSep));
   EXPECT_THAT(queue_.job(0).rows[0].token_type_ids, ElementsAre(0, 0, 0, 0, 0, 0, 0, 0, 1, 1));
-  EXPECT_THAT(queue_.rows(0)[2], ElementsAre(kCls, kHow, kMany, kPeople, kLive, kIn, kBerlin,
-                                             kSep, kPeople, kSep));
+  EXPECT_THAT(queue_.rows(0)[2],
+              ElementsAre(kCls, kHow, kMany, kPeople, kLive, kIn, kBerlin, kSep, kPeople, kSep));
 
   queue_.Complete(0, {1.0f, 3.0f, 2.0f, 3.0f, 0.5f, 2.0f});
   ASSERT_EQ(out->calls, 1);
@@ -264,9 +264,8 @@ TEST_F(RerankEngineTest, AutoScoredLexicalOverlapRanking) {
   ASSERT_EQ(out->calls, 1) << "the fake completed the job inside Submit";
   ASSERT_TRUE(out->status.ok()) << out->status;
   EXPECT_THAT(Indices(out->response), ElementsAre(2, 0, 3, 1)) << "top_n > n returns all";
-  EXPECT_THAT(Scores(out->response),
-              ElementsAre(FloatEq(4 - 0.004f), FloatEq(3 - 0.004f), FloatEq(-0.001f),
-                          FloatEq(-0.004f)));
+  EXPECT_THAT(Scores(out->response), ElementsAre(FloatEq(4 - 0.004f), FloatEq(3 - 0.004f),
+                                                 FloatEq(-0.001f), FloatEq(-0.004f)));
 }
 
 TEST_F(RerankEngineTest, ReturnDocumentsAndSigmoidActivation) {

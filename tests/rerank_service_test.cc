@@ -13,15 +13,15 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "app/rerank_server.h"
+#include "common/rollout.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "rerank/v1/reranker.grpc.pb.h"
-#include "common/rollout.h"
-#include "app/rerank_server.h"
-#include "tests/testing/rerank_server_peer.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_scorer.h"
+#include "tests/testing/rerank_server_peer.h"
 
 namespace rerank {
 namespace {
@@ -382,7 +382,8 @@ TEST_F(RerankServiceTest, RateLimitIsExactUnderAFakeClock) {
   grpc::ClientContext denied;
   grpc::Status s = call_as("alice", &denied);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
-  EXPECT_THAT(s.error_message(), HasSubstr("rate limit of 5 requests/minute exceeded for client 'alice'"));
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("rate limit of 5 requests/minute exceeded for client 'alice'"));
   auto trailer = denied.GetServerTrailingMetadata().find("retry-after-ms");
   ASSERT_NE(trailer, denied.GetServerTrailingMetadata().end());
   EXPECT_EQ(std::string(trailer->second.data(), trailer->second.size()), "12000") << "60 s / 5";
@@ -422,7 +423,8 @@ TEST_F(RerankServiceTest, CacheRolloutIsStickyWithinTwoPercentOverTenThousandCli
   config_.execution.max_queue_delay_us = 0;
   config_.flags.initial.cache_max_entries = 100000;
   Start();
-  for (const auto& [stage, percent] : std::vector<std::pair<std::string, int>>{{"cache-10", 10}, {"cache-50", 50}}) {
+  for (const auto& [stage, percent] :
+       std::vector<std::pair<std::string, int>>{{"cache-10", 10}, {"cache-50", 50}}) {
     ASSERT_TRUE(peer().flags()->SetStage(stage, "test").ok());
     FeatureFlags f = *peer().flags()->Current();
     f.cache_max_entries = 100000;
@@ -513,8 +515,8 @@ TEST_F(RerankServiceTest, StandardHealthServiceReportsServing) {
   grpc::ClientContext ctx;
   absl::Notification done;
   grpc::Status status;
-  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                    &response, [&](grpc::Status s) {
+  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status s) {
                       status = s;
                       done.Notify();
                     });

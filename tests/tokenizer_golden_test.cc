@@ -32,8 +32,8 @@ std::string ModelFile(const char* name) { return absl::StrCat(kModelDir, "/", na
 // The decompressed contents of the gzip file at `path`, or an error naming it.
 absl::StatusOr<std::string> ReadGzip(const std::string& path) {
   if (!std::ifstream(path)) {
-    return absl::NotFoundError(absl::StrCat("missing vendored file ", path, ": ",
-                                            std::strerror(errno)));
+    return absl::NotFoundError(
+        absl::StrCat("missing vendored file ", path, ": ", std::strerror(errno)));
   }
   gzFile f = gzopen(path.c_str(), "rb");
   if (f == nullptr) return absl::InternalError(absl::StrCat("gzopen failed: ", path));
@@ -44,8 +44,8 @@ absl::StatusOr<std::string> ReadGzip(const std::string& path) {
     out.append(buf.data(), static_cast<size_t>(n));
     if (out.size() > kMaxGoldenBytes) {
       gzclose(f);
-      return absl::OutOfRangeError(absl::StrCat(path, " decompresses to over ", kMaxGoldenBytes,
-                                                " bytes"));
+      return absl::OutOfRangeError(
+          absl::StrCat(path, " decompresses to over ", kMaxGoldenBytes, " bytes"));
     }
   }
   int err = Z_OK;

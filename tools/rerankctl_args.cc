@@ -34,12 +34,8 @@ const std::vector<std::string>& ParsedArgs::GetAll(const std::string& name) cons
 
 const std::vector<FlagSpec>& GlobalFlags() {
   static const auto* const flags = new std::vector<FlagSpec>{
-      {"admin", FlagKind::kValue},
-      {"target", FlagKind::kValue},
-      {"token", FlagKind::kValue},
-      {"token-file", FlagKind::kValue},
-      {"config", FlagKind::kValue},
-      {"timeout", FlagKind::kValue},
+      {"admin", FlagKind::kValue},      {"target", FlagKind::kValue}, {"token", FlagKind::kValue},
+      {"token-file", FlagKind::kValue}, {"config", FlagKind::kValue}, {"timeout", FlagKind::kValue},
   };
   return *flags;
 }
@@ -86,7 +82,8 @@ absl::StatusOr<ParsedArgs> ParseArgs(
       out.help = true;
       continue;
     }
-    if (a.rfind("--", 0) != 0) return absl::InvalidArgumentError(absl::StrCat("unknown flag '", a, "'"));
+    if (a.rfind("--", 0) != 0)
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag '", a, "'"));
     std::string name = a.substr(2);
     std::optional<std::string> inline_value;
     if (size_t eq = name.find('='); eq != std::string::npos) {
@@ -96,8 +93,9 @@ absl::StatusOr<ParsedArgs> ParseArgs(
     std::optional<FlagSpec> spec = Find(specs, name);
     if (!spec.has_value()) {
       return absl::InvalidArgumentError(
-          out.command.empty() ? absl::StrCat("unknown flag '--", name, "'")
-                              : absl::StrCat("unknown flag '--", name, "' for '", out.command, "'"));
+          out.command.empty()
+              ? absl::StrCat("unknown flag '--", name, "'")
+              : absl::StrCat("unknown flag '--", name, "' for '", out.command, "'"));
     }
     if (spec->kind == FlagKind::kBool) {
       if (inline_value.has_value()) {

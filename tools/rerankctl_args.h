@@ -24,11 +24,11 @@ struct FlagSpec {
 };
 
 struct ParsedArgs {
-  std::string command;                  // first positional; empty when none was given
+  std::string command;                   // first positional; empty when none was given
   std::vector<std::string> positionals;  // the positionals after the command
   std::map<std::string, std::vector<std::string>> values;  // kValue / kRepeated flags
-  std::map<std::string, bool> bools;                        // kBool flags that were given
-  bool help = false;                                        // --help / -h anywhere
+  std::map<std::string, bool> bools;                       // kBool flags that were given
+  bool help = false;                                       // --help / -h anywhere
 
   bool Has(const std::string& name) const;
   // Last value of a kValue flag, or `fallback` when absent.
@@ -43,8 +43,9 @@ const std::vector<FlagSpec>& GlobalFlags();
 // before it), then the remaining arguments are parsed against GlobalFlags() + command_flags.
 // `command_flags` maps a command name to its own flags; an unknown command is not an error here
 // (the caller prints usage), but an unknown flag is: InvalidArgument naming it. "--" ends flags.
-absl::StatusOr<ParsedArgs> ParseArgs(const std::vector<std::string>& args,
-                                     const std::map<std::string, std::vector<FlagSpec>>& command_flags);
+absl::StatusOr<ParsedArgs> ParseArgs(
+    const std::vector<std::string>& args,
+    const std::map<std::string, std::vector<FlagSpec>>& command_flags);
 
 }  // namespace rerank::ctl
 

@@ -20,8 +20,8 @@ absl::StatusOr<std::unique_ptr<AdminHttpClient>> AdminHttpClient::Create(Options
   if (options.base_url.empty()) return absl::InvalidArgumentError("base_url: must not be empty");
   if (!absl::StartsWith(options.base_url, "http://") &&
       !absl::StartsWith(options.base_url, "https://")) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("base_url: must start with http:// or https://, got '", options.base_url, "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "base_url: must start with http:// or https://, got '", options.base_url, "'"));
   }
   if (options.timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -80,9 +80,8 @@ absl::StatusOr<HttpResponse> AdminHttpClient::Perform(std::string_view path,
   const CURLcode rc = curl_easy_perform(curl);
   curl_slist_free_all(headers);
   if (rc != CURLE_OK) {
-    return absl::UnavailableError(absl::StrCat(
-        post_body != nullptr ? "POST " : "GET ", url, ": ",
-        error[0] != '\0' ? error : curl_easy_strerror(rc)));
+    return absl::UnavailableError(absl::StrCat(post_body != nullptr ? "POST " : "GET ", url, ": ",
+                                               error[0] != '\0' ? error : curl_easy_strerror(rc)));
   }
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
   return response;

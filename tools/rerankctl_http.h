@@ -23,7 +23,8 @@ struct HttpResponse {
 class AdminHttpClient {
  public:
   struct Options {
-    // Admin listener, "http://host:port" (a trailing "/" is ignored). https works if libcurl has it.
+    // Admin listener, "http://host:port" (a trailing "/" is ignored). https works if libcurl has
+    // it.
     std::string base_url = "http://127.0.0.1:8000";
     // Sent with POST requests only (the state-changing calls) as "Authorization: Bearer <token>";
     // empty: no header, and the server answers 401 or 403.
@@ -38,7 +39,8 @@ class AdminHttpClient {
   AdminHttpClient& operator=(const AdminHttpClient&) = delete;
 
   // Any HTTP status is a successful result (the caller interprets 4xx/5xx bodies); only transport
-  // failures (refused, timeout, bad URL) are errors: Unavailable with libcurl's message and the URL.
+  // failures (refused, timeout, bad URL) are errors: Unavailable with libcurl's message and the
+  // URL.
   absl::StatusOr<HttpResponse> Get(std::string_view path);
   absl::StatusOr<HttpResponse> Post(std::string_view path, const std::string& json_body);
 

@@ -41,9 +41,9 @@ void HttpRouter::Handle(HttpRequest request, HttpResponder responder) const {
     }
     allowed.push_back(method);
   }
-  HttpResponse r = render_error_(
-      405, absl::StrCat("method ", request.method, " not allowed on ", request.path, "; use ",
-                        absl::StrJoin(allowed, " or ")));
+  HttpResponse r =
+      render_error_(405, absl::StrCat("method ", request.method, " not allowed on ", request.path,
+                                      "; use ", absl::StrJoin(allowed, " or ")));
   r.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
   responder.Respond(std::move(r));
 }

@@ -92,7 +92,7 @@ bool PerConnectionAcceptError(const boost::system::error_code& ec) {
 // "host:port" -> (host, port). The host may be "[v6]" (brackets removed), a name, empty or "*"
 // (both: every interface).
 absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(const std::string& listen,
-                                                                   const std::string& key) {
+                                                                  const std::string& key) {
   const size_t colon = listen.rfind(':');
   if (colon == std::string::npos || colon + 1 == listen.size()) {
     return absl::InvalidArgumentError(
@@ -146,8 +146,7 @@ absl::Status Validate(const HttpServer::Options& o) {
   if (o.idle_timeout_ms < 1) {
     return bad(absl::StrCat("idle_timeout_ms must be >= 1, got ", o.idle_timeout_ms));
   }
-  if (o.accept_backoff_initial_ms < 1 ||
-      o.accept_backoff_max_ms < o.accept_backoff_initial_ms) {
+  if (o.accept_backoff_initial_ms < 1 || o.accept_backoff_max_ms < o.accept_backoff_initial_ms) {
     return bad(absl::StrCat("need 1 <= accept_backoff_initial_ms <= accept_backoff_max_ms, got ",
                             o.accept_backoff_initial_ms, " and ", o.accept_backoff_max_ms));
   }
@@ -222,7 +221,7 @@ class HttpServer::Impl {
   // handlers, which may own the last reference to a session, which unregisters itself above.
   net::io_context ioc_;
   net::strand<net::io_context::executor_type> accept_strand_;
-  tcp::acceptor acceptor_;          // accept strand only (and Bind/Stop with no thread running)
+  tcp::acceptor acceptor_;           // accept strand only (and Bind/Stop with no thread running)
   net::steady_timer backoff_timer_;  // accept strand only
   int backoff_ms_ = 0;               // accept strand only: the current pause, 0 when accepting
   absl::Time last_backoff_log_ = absl::InfinitePast();  // accept strand only
@@ -264,10 +263,10 @@ class Session : public std::enable_shared_from_this<Session> {
     socket_.set_option(tcp::no_delay(true), ec);
     if (refuse_) {
       ArmTimer(SteadyClock::now() + kLateWriteGrace);
-      WriteResponse(server_->RenderError(
-                        503, absl::StrCat("too many open connections (max_connections ",
-                                          options_.max_connections, "); retry later")),
-                    /*close=*/true);
+      WriteResponse(
+          server_->RenderError(503, absl::StrCat("too many open connections (max_connections ",
+                                                 options_.max_connections, "); retry later")),
+          /*close=*/true);
       return;
     }
     WaitForRequest();
@@ -363,10 +362,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(options_.max_header_bytes));
     parser_->body_limit(static_cast<std::uint64_t>(options_.max_body_bytes));
-    bhttp::async_read_header(socket_, buffer_, *parser_,
-                             [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                               self->OnHeader(ec);
-                             });
+    bhttp::async_read_header(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](boost::system::error_code ec, size_t) { self->OnHeader(ec); });
   }
 
   void OnHeader(boost::system::error_code ec) {
@@ -408,8 +406,8 @@ class Session : public std::enable_shared_from_this<Session> {
                                          options_.max_header_bytes, " bytes"));
     }
     if (ec == bhttp::error::body_limit || ec == bhttp::error::buffer_overflow) {
-      return SendError(413, absl::StrCat("request body exceeds ", options_.max_body_bytes,
-                                         " bytes"));
+      return SendError(413,
+                       absl::StrCat("request body exceeds ", options_.max_body_bytes, " bytes"));
     }
     if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category() &&
         ec != bhttp::error::end_of_stream && ec != bhttp::error::partial_message) {
@@ -421,8 +419,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void Timeout() {
     server_->timeouts.fetch_add(1, std::memory_order_relaxed);
     ArmTimer(SteadyClock::now() + kLateWriteGrace);
-    SendError(408, absl::StrCat("request not completed within ", options_.request_timeout_ms,
-                                " ms"));
+    SendError(408,
+              absl::StrCat("request not completed within ", options_.request_timeout_ms, " ms"));
   }
 
   void SendError(int status, std::string_view message) {
@@ -487,10 +485,9 @@ class Session : public std::enable_shared_from_this<Session> {
     res_.body() = std::move(r.body);
     res_.keep_alive(!close);
     res_.prepare_payload();
-    bhttp::async_write(socket_, res_,
-                       [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                         self->OnWrite(ec);
-                       });
+    bhttp::async_write(
+        socket_, res_,
+        [self = shared_from_this()](boost::system::error_code ec, size_t) { self->OnWrite(ec); });
   }
 
   void OnWrite(boost::system::error_code ec) {
@@ -567,7 +564,7 @@ class Session : public std::enable_shared_from_this<Session> {
   HttpServer::Impl* const server_;
   const HttpServer::Options& options_;
   const uint64_t id_;
-  const bool refuse_;  // answer 503 and close
+  const bool refuse_;                    // answer 503 and close
   const net::any_io_executor executor_;  // this connection's strand
   tcp::socket socket_;
   net::steady_timer timer_;
@@ -607,8 +604,8 @@ absl::Status HttpServer::Impl::Bind() {
     acceptor_.close(ec);
     if (acceptor_.open(ep.protocol(), ec) ||
         // SO_REUSEADDR (not SO_REUSEPORT): restart over TIME_WAIT, but a port in use is an error.
-        acceptor_.set_option(net::socket_base::reuse_address(true), ec) ||
-        acceptor_.bind(ep, ec) || acceptor_.listen(net::socket_base::max_listen_connections, ec)) {
+        acceptor_.set_option(net::socket_base::reuse_address(true), ec) || acceptor_.bind(ep, ec) ||
+        acceptor_.listen(net::socket_base::max_listen_connections, ec)) {
       error = ec.message();
       continue;
     }
@@ -620,8 +617,8 @@ absl::Status HttpServer::Impl::Bind() {
     return absl::OkStatus();
   }
   acceptor_.close(ec);
-  return absl::UnavailableError(absl::StrCat(options_.listen_key, ": cannot listen on '",
-                                             options_.listen, "': ", error));
+  return absl::UnavailableError(
+      absl::StrCat(options_.listen_key, ": cannot listen on '", options_.listen, "': ", error));
 }
 
 void HttpServer::Impl::Run() {
@@ -644,11 +641,11 @@ void HttpServer::Impl::Run() {
 }
 
 void HttpServer::Impl::DoAccept() {
-  acceptor_.async_accept(net::make_strand(ioc_),
-                         net::bind_executor(accept_strand_, [this](boost::system::error_code ec,
-                                                                   tcp::socket socket) {
-                           OnAccept(ec, std::move(socket));
-                         }));
+  acceptor_.async_accept(
+      net::make_strand(ioc_),
+      net::bind_executor(accept_strand_, [this](boost::system::error_code ec, tcp::socket socket) {
+        OnAccept(ec, std::move(socket));
+      }));
 }
 
 void HttpServer::Impl::OnAccept(const boost::system::error_code& ec, tcp::socket socket) {
@@ -693,10 +690,11 @@ void HttpServer::Impl::PauseAccepting(const boost::system::error_code& ec) {
       absl::MutexLock lock(&mu_);
       open = open_;
     }
-    spdlog::warn("{}: accept() on {} failed: {} ({} open connections); pausing accepts for {} ms "
-                 "(then up to {} ms while it keeps failing)",
-                 options_.name, options_.listen, ec.message(), open, backoff_ms_,
-                 options_.accept_backoff_max_ms);
+    spdlog::warn(
+        "{}: accept() on {} failed: {} ({} open connections); pausing accepts for {} ms "
+        "(then up to {} ms while it keeps failing)",
+        options_.name, options_.listen, ec.message(), open, backoff_ms_,
+        options_.accept_backoff_max_ms);
   }
   backoff_timer_.expires_after(milliseconds(backoff_ms_));
   backoff_timer_.async_wait([this](boost::system::error_code wait_ec) {
@@ -765,8 +763,8 @@ void HttpServer::Impl::Stop() {
     absl::MutexLock lock(&mu_);
     if (!mu_.AwaitWithTimeout(absl::Condition(this, &Impl::NoSessions),
                               absl::Milliseconds(options_.stop_timeout_ms))) {
-      spdlog::warn("{}: {} connection(s) still busy {} ms into Stop(); closing them",
-                   options_.name, sessions_.size(), options_.stop_timeout_ms);
+      spdlog::warn("{}: {} connection(s) still busy {} ms into Stop(); closing them", options_.name,
+                   sessions_.size(), options_.stop_timeout_ms);
     }
   }
   bool busy = false;

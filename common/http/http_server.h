@@ -90,7 +90,7 @@ class HttpServer {
 
   // Counters since Start(), for metrics and tests.
   struct Stats {
-    int64_t open_connections = 0;     // now, refused ones not included
+    int64_t open_connections = 0;  // now, refused ones not included
     int64_t accepted_connections = 0;
     int64_t refused_connections = 0;  // over max_connections
     int64_t accept_failures = 0;      // accept() errors that paused accepting

@@ -17,8 +17,8 @@ HttpResponse JsonErrorResponse(int status, std::string_view message) {
   using json = nlohmann::json;
   HttpResponse r;
   r.status = status;
-  r.body = json{{"error", std::string(message)}}.dump(-1, ' ', false,
-                                                      json::error_handler_t::replace);
+  r.body =
+      json{{"error", std::string(message)}}.dump(-1, ' ', false, json::error_handler_t::replace);
   return r;
 }
 

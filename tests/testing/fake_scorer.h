@@ -64,7 +64,8 @@ class FakeScorerControl {
   }
   ScorerFactory Factory();
 
-  static float ScoreRow(const int64_t* ids, const int64_t* mask, const int64_t* types, int64_t len) {
+  static float ScoreRow(const int64_t* ids, const int64_t* mask, const int64_t* types,
+                        int64_t len) {
     std::set<int64_t> query;
     for (int64_t t = 1; t < len; ++t) {
       if (mask[t] && types[t] == 0 && ids[t] != 102) query.insert(ids[t]);

@@ -58,12 +58,14 @@ inline absl::StatusOr<HttpResult> HttpRequest(
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    return absl::UnavailableError(absl::StrCat("connect 127.0.0.1:", port, ": ", std::strerror(errno)));
+    return absl::UnavailableError(
+        absl::StrCat("connect 127.0.0.1:", port, ": ", std::strerror(errno)));
   }
   std::string req = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: 127.0.0.1:", port,
                                  "\r\nConnection: close\r\n");
   for (const auto& [name, value] : headers) absl::StrAppend(&req, name, ": ", value, "\r\n");
-  if (!body.empty() || method == "POST") absl::StrAppend(&req, "Content-Length: ", body.size(), "\r\n");
+  if (!body.empty() || method == "POST")
+    absl::StrAppend(&req, "Content-Length: ", body.size(), "\r\n");
   absl::StrAppend(&req, "\r\n", body);
   for (size_t sent = 0; sent < req.size();) {
     const ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
@@ -88,12 +90,14 @@ inline absl::StatusOr<HttpResult> HttpRequest(
       header_end = raw.find("\r\n\r\n");
       if (header_end != std::string::npos) {
         // Content-Length, if any, lets us stop without waiting for the close.
-        for (absl::string_view line : absl::StrSplit(absl::string_view(raw).substr(0, header_end), "\r\n")) {
+        for (absl::string_view line :
+             absl::StrSplit(absl::string_view(raw).substr(0, header_end), "\r\n")) {
           const size_t colon = line.find(':');
           if (colon == absl::string_view::npos) continue;
           if (absl::AsciiStrToLower(line.substr(0, colon)) == "content-length") {
             size_t v = 0;
-            if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(colon + 1)), &v)) content_length = v;
+            if (absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(colon + 1)), &v))
+              content_length = v;
           }
         }
       }

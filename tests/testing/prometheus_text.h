@@ -35,7 +35,8 @@ class PromText {
       if (line.empty()) continue;
       if (line[0] == '#') {
         std::vector<absl::string_view> parts = absl::StrSplit(line, absl::MaxSplits(' ', 3));
-        if (parts.size() >= 4 && parts[1] == "TYPE") out.types_[std::string(parts[2])] = std::string(parts[3]);
+        if (parts.size() >= 4 && parts[1] == "TYPE")
+          out.types_[std::string(parts[2])] = std::string(parts[3]);
         continue;
       }
       PromSample s;
@@ -60,7 +61,8 @@ class PromText {
               value += line[j];
             }
           }
-          if (j >= line.size()) return absl::InvalidArgumentError(absl::StrCat("unterminated: ", line));
+          if (j >= line.size())
+            return absl::InvalidArgumentError(absl::StrCat("unterminated: ", line));
           s.labels[key] = value;
           i = j + 1;
           if (i < line.size() && line[i] == ',') ++i;
