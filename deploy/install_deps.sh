@@ -11,18 +11,5 @@ PKGS=(
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
   python3-torch python3-grpcio python3-grpc-tools python3-yaml python3-numpy
 )
-missing=()
-for p in "${PKGS[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-echo "install_deps: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+source "$(dirname "$0")/apt_install_lib.sh"
+apt_install_missing install_deps "${PKGS[@]}"

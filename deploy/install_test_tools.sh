@@ -16,20 +16,5 @@ PKGS=(
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
   golang-github-xeipuuv-gojsonschema-dev
 )
-missing=()
-for p in "${PKGS[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
-  fi
-done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
-fi
-echo "install_test_tools: installing ${missing[*]}"
-SUDO=""
-if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-export DEBIAN_FRONTEND=noninteractive
-# Wait for a concurrent apt/dpkg instead of failing at once.
-APT=(apt-get -o DPkg::Lock::Timeout=600 -y -qq --no-install-recommends)
-$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
-$SUDO "${APT[@]}" install "${missing[@]}"
+source "$(dirname "$0")/apt_install_lib.sh"
+apt_install_missing install_test_tools "${PKGS[@]}"
