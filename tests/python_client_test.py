@@ -65,7 +65,7 @@ class PythonClientTest(unittest.TestCase):
                    RERANKER_AUDIT_LOG=os.path.join(cls.tmp.name, "audit.jsonl"),
                    RERANKER_WORKERS="1", RERANKER_INTRA_OP_THREADS="1", OPENBLAS_NUM_THREADS="1")
         cls.log = open(os.path.join(cls.tmp.name, "rerankd.log"), "w+")
-        cls.proc = subprocess.Popen([os.path.join(BUILD, "server", "rerankd")], env=env,
+        cls.proc = subprocess.Popen([os.path.join(BUILD, "app", "rerankd")], env=env,
                                     stdout=cls.log, stderr=subprocess.STDOUT)
         import grpc
         cls.channel = grpc.insecure_channel(f"127.0.0.1:{cls.port}")

@@ -7,7 +7,7 @@ SOURCE_DIR = os.environ.get(
     "RERANK_SOURCE_DIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD_DIR = os.environ.get("RERANK_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
 RERANKCTL = os.environ.get("RERANKCTL", os.path.join(BUILD_DIR, "tools", "rerankctl"))
-RERANKD = os.environ.get("RERANKD", os.path.join(BUILD_DIR, "server", "rerankd"))
+RERANKD = os.environ.get("RERANKD", os.path.join(BUILD_DIR, "app", "rerankd"))
 DEPLOY_DIR = os.path.join(SOURCE_DIR, "deploy")
 
 # The rollout stages, in order (common/feature_flags.cc StageNames()).
