@@ -12,6 +12,9 @@
 namespace rerank {
 namespace {
 
+// The client label of a report without a client key (none reaches here from the engine).
+constexpr char kUnknownClient[] = "_unknown";
+
 using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
@@ -44,6 +47,10 @@ absl::StatusOr<std::unique_ptr<ServiceMetrics>> ServiceMetrics::Create(
            {"padding_ratio_buckets", &options.padding_ratio_buckets}}) {
     if (absl::Status s = CheckBuckets(field, *buckets); !s.ok()) return s;
   }
+  if (options.max_client_series < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ServiceMetrics: max_client_series must be >= 0, got ", options.max_client_series));
+  }
   if (options.target_latency <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         absl::StrCat("ServiceMetrics: target_latency must be > 0, got ",
@@ -65,6 +72,13 @@ absl::Status ServiceMetrics::Build(const Options& options) {
                          "Data-plane RPCs by rpc, outcome (ok|passthrough|rate_limited|error) "
                          "and gRPC status code.")
                      .Register(r);
+    client_requests_ = &BuildCounter()
+                            .Name("rerank_client_requests_total")
+                            .Help(
+                                "Data-plane RPCs by client (the rate-limit key; the first "
+                                "admin.metrics_max_clients clients, later ones as \"_other\") "
+                                "and outcome (ok|passthrough|rate_limited|error).")
+                            .Register(r);
     request_duration_ = &BuildHistogram()
                              .Name("rerank_request_duration_seconds")
                              .Help("Data-plane RPC latency, from arrival to response.")
@@ -291,6 +305,19 @@ void ServiceMetrics::OnRequest(const RequestReport& report) {
              {"outcome", Outcome(report)},
              {"code", absl::StatusCodeToString(report.code)}})
       .Increment();
+  if (options_.max_client_series > 0) {
+    std::string client = "_other";
+    {
+      const std::string& key = report.client.empty() ? kUnknownClient : report.client;
+      absl::MutexLock lock(&clients_mu_);
+      if (clients_.contains(key) ||
+          (static_cast<int>(clients_.size()) < options_.max_client_series &&
+           clients_.insert(key).second)) {
+        client = key;
+      }
+    }
+    client_requests_->Add({{"client", client}, {"outcome", Outcome(report)}}).Increment();
+  }
   request_duration_->Add({{"rpc", report.rpc}}, options_.duration_buckets)
       .Observe(absl::ToDoubleSeconds(report.latency));
   if (report.code == absl::StatusCode::kOk && report.pairs_scored > 0) {

@@ -1,7 +1,8 @@
 // Prometheus metrics of rerankd (served as text by the admin HTTP server's GET /metrics).
 //
 // Every family is built once in Create(); label sets are small and fixed by the code (rpc,
-// outcome, status code, stage), never by request data. Names carry the `rerank_` prefix; counters
+// outcome, status code, stage). The one label that request data chooses, `client`, is capped at
+// Options::max_client_series values (then "_other"). Names carry the `rerank_` prefix; counters
 // end in `_total`, durations are `_seconds` histograms.
 //
 // Two kinds of series:
@@ -15,6 +16,7 @@
 //
 // Series:
 //   rerank_requests_total{rpc,outcome="ok|passthrough|rate_limited|error",code}
+//   rerank_client_requests_total{client,outcome} (bounded, see Options::max_client_series)
 //   rerank_request_duration_seconds{rpc}, rerank_pairs_scored_total
 //   rerank_target_latency_met_total{rpc}, rerank_target_latency_seconds
 //   rerank_queue_wait_seconds, rerank_inference_duration_seconds, rerank_batch_pairs,
@@ -42,6 +44,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -80,6 +83,10 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
     // at observation time (rather than reading a histogram bucket) keeps the rate right for any
     // target, and rerank_target_latency_seconds exposes the target in force. Must be > 0.
     absl::Duration target_latency = absl::Milliseconds(50);
+    // rerank_client_requests_total{client,outcome}: a series for each of the first this many
+    // distinct clients; later clients count under client="_other" (client ids are chosen by
+    // callers, so the label space must be bounded). 0: no per-client series. Must be >= 0.
+    int max_client_series = 32;
   };
 
   // Read at scrape time; each may be null/empty (that series then stays at its last value, 0).
@@ -133,6 +140,7 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
 
   // Families (owned by the registry) and fixed series.
   prometheus::Family<prometheus::Counter>* requests_ = nullptr;
+  prometheus::Family<prometheus::Counter>* client_requests_ = nullptr;
   prometheus::Family<prometheus::Histogram>* request_duration_ = nullptr;
   prometheus::Counter* pairs_scored_ = nullptr;
   prometheus::Family<prometheus::Counter>* target_met_ = nullptr;
@@ -170,6 +178,10 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
   prometheus::Gauge* queue_pairs_ = nullptr;
   prometheus::Gauge* busy_workers_ = nullptr;
   prometheus::Gauge* uptime_ = nullptr;
+
+  // The clients that have their own rerank_client_requests_total series (bounded).
+  absl::Mutex clients_mu_;
+  absl::flat_hash_set<std::string> clients_ ABSL_GUARDED_BY(clients_mu_);
 
   // Serializes Refresh() (concurrent scrapes) and guards the sources and last synced values.
   absl::Mutex refresh_mu_;

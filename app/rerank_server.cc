@@ -151,6 +151,7 @@ absl::Status RerankServer::Impl::InitObservability() {
   registry = std::make_shared<prometheus::Registry>();
   ServiceMetrics::Options mo;
   mo.target_latency = absl::Milliseconds(config.rerank.target_latency_ms);
+  mo.max_client_series = static_cast<int>(config.admin.metrics_max_clients);
   ASSIGN_OR_RETURN(metrics, ServiceMetrics::Create(mo, registry.get()));
   metrics->SetModelInfo(model.name, model.version, config.model.precision);
   LiveStats::Options lo;

@@ -69,6 +69,7 @@ std::map<std::string, FieldPtr> FieldTable(Config* c) {
       {"admin.token", &c->admin.token},
       {"admin.token_file", &c->admin.token_file},
       {"admin.stats_window_seconds", &c->admin.stats_window_seconds},
+      {"admin.metrics_max_clients", &c->admin.metrics_max_clients},
       {"logging.level", &c->logging.level},
   };
 }

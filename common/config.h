@@ -84,6 +84,10 @@ struct AdminConfig {
   // file (AdminTokenFile()).
   std::string token_file;
   uint32_t stats_window_seconds = 300;  // sliding window for /health percentiles
+  // rerank_client_requests_total keeps a series for at most this many distinct clients (the
+  // first seen); later ones count under client="_other". Bounds the cardinality that callers
+  // control. 0 turns the per-client series off.
+  uint32_t metrics_max_clients = 32;
 };
 
 // A configured admin token shorter than this is rejected at startup.

@@ -18,7 +18,8 @@ namespace rerank {
 
 // One finished data-plane request.
 struct RequestReport {
-  std::string rpc;  // "Rerank" | "RerankBatch"
+  std::string rpc;     // "Rerank" | "RerankBatch"
+  std::string client;  // the rate-limit key: the validated client id, else the peer
   absl::StatusCode code = absl::StatusCode::kOk;
   absl::Duration latency;  // from the RPC's start to its response
   int queries = 0;         // 1 for Rerank, sub-requests for RerankBatch

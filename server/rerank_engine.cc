@@ -403,6 +403,7 @@ void RerankEngine::Complete(RunState& state, absl::Status status) {
   const double latency_ms = absl::ToDoubleMilliseconds(latency);
   RequestReport report;
   report.rpc = state.rpc;
+  report.client = state.call.client_key;
   report.code = status.code();
   report.latency = latency;
   report.queries = static_cast<int>(state.plans.size());

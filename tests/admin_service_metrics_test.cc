@@ -360,6 +360,62 @@ TEST_F(ServiceMetricsTest, FlagsFileInvalidFollowsTheFlagStore) {
   fs::remove_all(dir);
 }
 
+TEST(ServiceMetricsClientTest, PerClientSeriesAreBoundedThenOther) {
+  prometheus::Registry registry;
+  ServiceMetrics::Options o;
+  o.max_client_series = 2;
+  auto m = ServiceMetrics::Create(o, &registry);
+  ASSERT_TRUE(m.ok()) << m.status();
+  auto report = [](const std::string& client, absl::StatusCode code, bool rate_limited = false) {
+    RequestReport r;
+    r.rpc = "Rerank";
+    r.client = client;
+    r.code = code;
+    r.reranked = code == absl::StatusCode::kOk;
+    r.rate_limited = rate_limited;
+    return r;
+  };
+  (*m)->OnRequest(report("search-api", absl::StatusCode::kOk));
+  (*m)->OnRequest(report("search-api", absl::StatusCode::kOk));
+  (*m)->OnRequest(report("rag-bot", absl::StatusCode::kResourceExhausted, true));
+  // The cap is reached: new clients share one series, known ones keep theirs.
+  for (int i = 0; i < 100; ++i) {
+    (*m)->OnRequest(report(absl::StrCat("crawler-", i), absl::StatusCode::kOk));
+  }
+  (*m)->OnRequest(report("rag-bot", absl::StatusCode::kOk));
+  absl::StatusOr<PromText> p = PromText::Parse((*m)->Scrape());
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->Type("rerank_client_requests_total"), "counter");
+  EXPECT_EQ(p->Value("rerank_client_requests_total", {{"client", "search-api"}, {"outcome", "ok"}}),
+            2);
+  EXPECT_EQ(p->Value("rerank_client_requests_total",
+                     {{"client", "rag-bot"}, {"outcome", "rate_limited"}}),
+            1);
+  EXPECT_EQ(p->Value("rerank_client_requests_total", {{"client", "rag-bot"}, {"outcome", "ok"}}),
+            1);
+  EXPECT_EQ(p->Value("rerank_client_requests_total", {{"client", "_other"}, {"outcome", "ok"}}),
+            100);
+  EXPECT_EQ(p->Sum("rerank_client_requests_total"), 104);
+  // Exactly 2 named clients + _other, whatever the callers sent.
+  EXPECT_FALSE(
+      p->Value("rerank_client_requests_total", {{"client", "crawler-0"}, {"outcome", "ok"}})
+          .has_value());
+
+  // 0 turns the family's series off; negative is refused.
+  prometheus::Registry off_registry;
+  o.max_client_series = 0;
+  auto off = ServiceMetrics::Create(o, &off_registry);
+  ASSERT_TRUE(off.ok()) << off.status();
+  (*off)->OnRequest(report("search-api", absl::StatusCode::kOk));
+  absl::StatusOr<PromText> q = PromText::Parse((*off)->Scrape());
+  ASSERT_TRUE(q.ok()) << q.status();
+  EXPECT_EQ(q->Sum("rerank_client_requests_total"), 0);
+  prometheus::Registry bad_registry;
+  o.max_client_series = -1;
+  EXPECT_THAT(ServiceMetrics::Create(o, &bad_registry).status().message(),
+              ::testing::HasSubstr("max_client_series"));
+}
+
 TEST(ServiceMetricsCreateTest, RejectsBadBuckets) {
   prometheus::Registry registry;
   ServiceMetrics::Options o;

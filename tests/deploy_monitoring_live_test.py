@@ -120,7 +120,7 @@ class DashboardFilesTest(unittest.TestCase):
                        "rerank_rate_limited_total", "rerank_batch_pairs_bucket",
                        "rerank_batch_padded_tokens_total", "rerank_queue_wait_seconds_bucket",
                        "rerank_inference_duration_seconds_bucket", "rerank_stage_info",
-                       "rerank_model_info"]:
+                       "rerank_model_info", "rerank_client_requests_total"]:
             self.assertIn(needed, exprs)
 
     def test_provisioning_points_at_the_dashboard_directory(self):
@@ -328,6 +328,7 @@ class MonitoringLiveTest(unittest.TestCase):
             self.assertGreaterEqual(got["ok"], RATE_LIMIT_PER_MINUTE, client)
             self.assertGreaterEqual(got["rate_limited"], rounds * 5 - RATE_LIMIT_PER_MINUTE - 10,
                                     client)
+        self.greedy_counts = greedy
         return counts
 
     def test_dashboard_and_rules_against_live_prometheus(self):
@@ -398,6 +399,12 @@ class MonitoringLiveTest(unittest.TestCase):
         met = self.scalar("job:rerank_target_met_ratio:rate5m{%s}" % r)
         self.assertTrue(0 <= met <= 1, met)
         self.assertEqual(self.scalar("sum(rerank_rate_limited_total{%s})" % r), counts["rate_limited"])
+        # Per-client series: the greedy clients' denials are theirs, and every request has a client.
+        self.assertEqual(self.scalar("sum(rerank_client_requests_total{%s})" % r), total)
+        for client in ("greedy-a", "greedy-b"):
+            self.assertEqual(self.scalar('sum(rerank_client_requests_total{%s, client="%s", '
+                                         'outcome="rate_limited"})' % (r, client)),
+                             self.greedy_counts[client]["rate_limited"], client)
         self.assertEqual(self.scalar('max by (stage) (rerank_stage_info{%s}) == 1' % r), 1)
         self.assertEqual(self.query('rerank_stage_info{%s} == 1' % r)[0]["metric"]["stage"],
                          "feature-flags")
