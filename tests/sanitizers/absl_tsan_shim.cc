@@ -58,6 +58,22 @@ void* Real(const char* prefix, const char* suffix) {
 
 constexpr unsigned kRead = __tsan_mutex_read_lock;
 
+// The real functions call each other through the PLT too (AwaitWithTimeout calls
+// AwaitWithDeadline, Notify calls Lock, ...), which lands back in this file: only the outermost
+// call on a thread annotates.
+thread_local int nesting = 0;
+class Outermost {
+ public:
+  Outermost() : outer_(nesting++ == 0) {}
+  ~Outermost() { --nesting; }
+  Outermost(const Outermost&) = delete;
+  Outermost& operator=(const Outermost&) = delete;
+  explicit operator bool() const { return outer_; }
+
+ private:
+  const bool outer_;
+};
+
 // Waiting releases the mutex and reacquires it before returning.
 void AnnotateWaitBegin(void* mu, unsigned flags) {
   __tsan_mutex_pre_unlock(mu, flags);
@@ -73,103 +89,118 @@ ABSL_NAMESPACE_BEGIN
 
 Mutex::~Mutex() {
   REAL(void (*)(Mutex*), "_ZN", "5MutexD2Ev");
-  __tsan_mutex_destroy(this, 0);
+  const Outermost outer;
+  if (outer) __tsan_mutex_destroy(this, 0);
   real(this);
 }
 
 void Mutex::Lock() {
   REAL(void (*)(Mutex*), "_ZN", "5Mutex4LockEv");
-  __tsan_mutex_pre_lock(this, 0);
+  const Outermost outer;
+  if (outer) __tsan_mutex_pre_lock(this, 0);
   real(this);
-  __tsan_mutex_post_lock(this, 0, 0);
+  if (outer) __tsan_mutex_post_lock(this, 0, 0);
 }
 
 void Mutex::Unlock() {
   REAL(void (*)(Mutex*), "_ZN", "5Mutex6UnlockEv");
-  __tsan_mutex_pre_unlock(this, 0);
+  const Outermost outer;
+  if (outer) __tsan_mutex_pre_unlock(this, 0);
   real(this);
-  __tsan_mutex_post_unlock(this, 0);
+  if (outer) __tsan_mutex_post_unlock(this, 0);
 }
 
 bool Mutex::TryLock() {
   REAL(bool (*)(Mutex*), "_ZN", "5Mutex7TryLockEv");
-  __tsan_mutex_pre_lock(this, __tsan_mutex_try_lock);
+  const Outermost outer;
+  if (outer) __tsan_mutex_pre_lock(this, __tsan_mutex_try_lock);
   const bool locked = real(this);
-  __tsan_mutex_post_lock(this, __tsan_mutex_try_lock | (locked ? 0 : __tsan_mutex_try_lock_failed),
-                         0);
+  if (outer)
+    __tsan_mutex_post_lock(this,
+                           __tsan_mutex_try_lock | (locked ? 0 : __tsan_mutex_try_lock_failed), 0);
   return locked;
 }
 
 void Mutex::ReaderLock() {
   REAL(void (*)(Mutex*), "_ZN", "5Mutex10ReaderLockEv");
-  __tsan_mutex_pre_lock(this, kRead);
+  const Outermost outer;
+  if (outer) __tsan_mutex_pre_lock(this, kRead);
   real(this);
-  __tsan_mutex_post_lock(this, kRead, 0);
+  if (outer) __tsan_mutex_post_lock(this, kRead, 0);
 }
 
 void Mutex::ReaderUnlock() {
   REAL(void (*)(Mutex*), "_ZN", "5Mutex12ReaderUnlockEv");
-  __tsan_mutex_pre_unlock(this, kRead);
+  const Outermost outer;
+  if (outer) __tsan_mutex_pre_unlock(this, kRead);
   real(this);
-  __tsan_mutex_post_unlock(this, kRead);
+  if (outer) __tsan_mutex_post_unlock(this, kRead);
 }
 
 bool Mutex::ReaderTryLock() {
   REAL(bool (*)(Mutex*), "_ZN", "5Mutex13ReaderTryLockEv");
-  __tsan_mutex_pre_lock(this, __tsan_mutex_try_read_lock);
+  const Outermost outer;
+  if (outer) __tsan_mutex_pre_lock(this, __tsan_mutex_try_read_lock);
   const bool locked = real(this);
-  __tsan_mutex_post_lock(this, locked ? __tsan_mutex_try_read_lock
-                                      : __tsan_mutex_try_read_lock_failed, 0);
+  if (outer)
+    __tsan_mutex_post_lock(
+        this, locked ? __tsan_mutex_try_read_lock : __tsan_mutex_try_read_lock_failed, 0);
   return locked;
 }
 
 void Mutex::LockWhen(const Condition& cond) {
   REAL(void (*)(Mutex*, const Condition&), "_ZN", "5Mutex8LockWhenERKNS0_9ConditionE");
-  __tsan_mutex_pre_lock(this, 0);
+  const Outermost outer;
+  if (outer) __tsan_mutex_pre_lock(this, 0);
   real(this, cond);
-  __tsan_mutex_post_lock(this, 0, 0);
+  if (outer) __tsan_mutex_post_lock(this, 0, 0);
 }
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
   REAL(void (*)(Mutex*, const Condition&), "_ZN", "5Mutex14ReaderLockWhenERKNS0_9ConditionE");
-  __tsan_mutex_pre_lock(this, kRead);
+  const Outermost outer;
+  if (outer) __tsan_mutex_pre_lock(this, kRead);
   real(this, cond);
-  __tsan_mutex_post_lock(this, kRead, 0);
+  if (outer) __tsan_mutex_post_lock(this, kRead, 0);
 }
 
 bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
   REAL(bool (*)(Mutex*, const Condition&, Duration), "_ZN",
        "5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  __tsan_mutex_pre_lock(this, 0);
+  const Outermost outer;
+  if (outer) __tsan_mutex_pre_lock(this, 0);
   const bool met = real(this, cond, timeout);
-  __tsan_mutex_post_lock(this, 0, 0);  // held either way
+  if (outer) __tsan_mutex_post_lock(this, 0, 0);  // held either way
   return met;
 }
 
 bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
   REAL(bool (*)(Mutex*, const Condition&, Time), "_ZN",
        "5Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  __tsan_mutex_pre_lock(this, 0);
+  const Outermost outer;
+  if (outer) __tsan_mutex_pre_lock(this, 0);
   const bool met = real(this, cond, deadline);
-  __tsan_mutex_post_lock(this, 0, 0);
+  if (outer) __tsan_mutex_post_lock(this, 0, 0);
   return met;
 }
 
 bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, Duration timeout) {
   REAL(bool (*)(Mutex*, const Condition&, Duration), "_ZN",
        "5Mutex25ReaderLockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  __tsan_mutex_pre_lock(this, kRead);
+  const Outermost outer;
+  if (outer) __tsan_mutex_pre_lock(this, kRead);
   const bool met = real(this, cond, timeout);
-  __tsan_mutex_post_lock(this, kRead, 0);
+  if (outer) __tsan_mutex_post_lock(this, kRead, 0);
   return met;
 }
 
 bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, Time deadline) {
   REAL(bool (*)(Mutex*, const Condition&, Time), "_ZN",
        "5Mutex26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  __tsan_mutex_pre_lock(this, kRead);
+  const Outermost outer;
+  if (outer) __tsan_mutex_pre_lock(this, kRead);
   const bool met = real(this, cond, deadline);
-  __tsan_mutex_post_lock(this, kRead, 0);
+  if (outer) __tsan_mutex_post_lock(this, kRead, 0);
   return met;
 }
 
@@ -177,51 +208,57 @@ bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, Time deadline) {
 // so both are modelled as a writer wait, which is what our code does).
 void Mutex::Await(const Condition& cond) {
   REAL(void (*)(Mutex*, const Condition&), "_ZN", "5Mutex5AwaitERKNS0_9ConditionE");
-  AnnotateWaitBegin(this, 0);
+  const Outermost outer;
+  if (outer) AnnotateWaitBegin(this, 0);
   real(this, cond);
-  AnnotateWaitEnd(this, 0);
+  if (outer) AnnotateWaitEnd(this, 0);
 }
 
 bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
   REAL(bool (*)(Mutex*, const Condition&, Duration), "_ZN",
        "5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  AnnotateWaitBegin(this, 0);
+  const Outermost outer;
+  if (outer) AnnotateWaitBegin(this, 0);
   const bool met = real(this, cond, timeout);
-  AnnotateWaitEnd(this, 0);
+  if (outer) AnnotateWaitEnd(this, 0);
   return met;
 }
 
 bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
   REAL(bool (*)(Mutex*, const Condition&, Time), "_ZN",
        "5Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  AnnotateWaitBegin(this, 0);
+  const Outermost outer;
+  if (outer) AnnotateWaitBegin(this, 0);
   const bool met = real(this, cond, deadline);
-  AnnotateWaitEnd(this, 0);
+  if (outer) AnnotateWaitEnd(this, 0);
   return met;
 }
 
 void CondVar::Wait(Mutex* mu) {
   REAL(void (*)(CondVar*, Mutex*), "_ZN", "7CondVar4WaitEPNS0_5MutexE");
-  AnnotateWaitBegin(mu, 0);
+  const Outermost outer;
+  if (outer) AnnotateWaitBegin(mu, 0);
   real(this, mu);
-  AnnotateWaitEnd(mu, 0);
+  if (outer) AnnotateWaitEnd(mu, 0);
 }
 
 bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
   REAL(bool (*)(CondVar*, Mutex*, Duration), "_ZN",
        "7CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE");
-  AnnotateWaitBegin(mu, 0);
+  const Outermost outer;
+  if (outer) AnnotateWaitBegin(mu, 0);
   const bool timed_out = real(this, mu, timeout);
-  AnnotateWaitEnd(mu, 0);
+  if (outer) AnnotateWaitEnd(mu, 0);
   return timed_out;
 }
 
 bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
   REAL(bool (*)(CondVar*, Mutex*, Time), "_ZN",
        "7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
-  AnnotateWaitBegin(mu, 0);
+  const Outermost outer;
+  if (outer) AnnotateWaitBegin(mu, 0);
   const bool timed_out = real(this, mu, deadline);
-  AnnotateWaitEnd(mu, 0);
+  if (outer) AnnotateWaitEnd(mu, 0);
   return timed_out;
 }
 
@@ -229,29 +266,33 @@ bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
 // (the waits, and HasBeenNotified() through HasBeenNotifiedInternal) acquires.
 void Notification::Notify() {
   REAL(void (*)(Notification*), "_ZN", "12Notification6NotifyEv");
-  __tsan_release(this);
+  const Outermost outer;
+  if (outer) __tsan_release(this);
   real(this);
 }
 
 void Notification::WaitForNotification() const {
   REAL(void (*)(const Notification*), "_ZNK", "12Notification19WaitForNotificationEv");
+  const Outermost outer;
   real(this);
-  __tsan_acquire(const_cast<Notification*>(this));
+  if (outer) __tsan_acquire(const_cast<Notification*>(this));
 }
 
 bool Notification::WaitForNotificationWithTimeout(Duration timeout) const {
   REAL(bool (*)(const Notification*, Duration), "_ZNK",
        "12Notification30WaitForNotificationWithTimeoutENS0_8DurationE");
+  const Outermost outer;
   const bool notified = real(this, timeout);
-  if (notified) __tsan_acquire(const_cast<Notification*>(this));
+  if (outer && notified) __tsan_acquire(const_cast<Notification*>(this));
   return notified;
 }
 
 bool Notification::WaitForNotificationWithDeadline(Time deadline) const {
   REAL(bool (*)(const Notification*, Time), "_ZNK",
        "12Notification31WaitForNotificationWithDeadlineENS0_4TimeE");
+  const Outermost outer;
   const bool notified = real(this, deadline);
-  if (notified) __tsan_acquire(const_cast<Notification*>(this));
+  if (outer && notified) __tsan_acquire(const_cast<Notification*>(this));
   return notified;
 }
 
