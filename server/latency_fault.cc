@@ -47,9 +47,8 @@ absl::StatusOr<ScorerFactory> WithLatencyFault(ScorerFactory inner, LatencyFault
     return absl::InvalidArgumentError("WithLatencyFault: inner factory and flags are required");
   }
   if (options.delay <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("testing.inject_latency_ms: must be > 0, got ",
-                     absl::ToDoubleMilliseconds(options.delay)));
+    return absl::InvalidArgumentError(absl::StrCat("testing.inject_latency_ms: must be > 0, got ",
+                                                   absl::ToDoubleMilliseconds(options.delay)));
   }
   const std::vector<std::string>& order = RolloutStageNames();
   if (!options.from_stage.empty() &&
@@ -59,14 +58,13 @@ absl::StatusOr<ScorerFactory> WithLatencyFault(ScorerFactory inner, LatencyFault
                      absl::StrJoin(order, ", "), ", got '", options.from_stage, "'"));
   }
   if (!options.sleep) options.sleep = [](absl::Duration d) { absl::SleepFor(d); };
-  return ScorerFactory(
-      [inner = std::move(inner), options = std::move(options),
-       flags]() -> absl::StatusOr<std::unique_ptr<Scorer>> {
-        absl::StatusOr<std::unique_ptr<Scorer>> scorer = inner();
-        if (!scorer.ok()) return scorer.status();
-        return std::unique_ptr<Scorer>(
-            std::make_unique<LatencyFaultScorer>(*std::move(scorer), options, flags));
-      });
+  return ScorerFactory([inner = std::move(inner), options = std::move(options),
+                        flags]() -> absl::StatusOr<std::unique_ptr<Scorer>> {
+    absl::StatusOr<std::unique_ptr<Scorer>> scorer = inner();
+    if (!scorer.ok()) return scorer.status();
+    return std::unique_ptr<Scorer>(
+        std::make_unique<LatencyFaultScorer>(*std::move(scorer), options, flags));
+  });
 }
 
 }  // namespace rerank

@@ -1,6 +1,7 @@
-// TEST-ONLY fault injection (config `testing.inject_latency_ms` / `testing.inject_latency_from_stage`,
-// off by default): a Scorer decorator that makes every model forward slower, so a rollout drill or
-// an end-to-end test can show `rerankctl rollout` rolling back on a latency regression.
+// TEST-ONLY fault injection (config `testing.inject_latency_ms` /
+// `testing.inject_latency_from_stage`, off by default): a Scorer decorator that makes every model
+// forward slower, so a rollout drill or an end-to-end test can show `rerankctl rollout` rolling
+// back on a latency regression.
 //
 // The delay is spent on the batcher worker that runs the forward, as a slower model would spend
 // it; request handlers never wait (they return after queueing). The stage condition is read from

@@ -62,8 +62,8 @@ TEST(WithLatencyFaultTest, SleepsBeforeForwardsWhileTheStageQualifies) {
   o.from_stage = "cache-50";
   o.sleep = [&slept](absl::Duration d) { slept.push_back(d); };
   absl::StatusOr<ScorerFactory> factory = WithLatencyFault(
-      [] { return absl::StatusOr<std::unique_ptr<Scorer>>(std::make_unique<ConstantScorer>()); },
-      o, &flags);
+      [] { return absl::StatusOr<std::unique_ptr<Scorer>>(std::make_unique<ConstantScorer>()); }, o,
+      &flags);
   ASSERT_TRUE(factory.ok()) << factory.status();
   std::unique_ptr<Scorer> scorer = *(*factory)();
   ScoreBatch batch;

@@ -33,9 +33,9 @@ MATCHER_P(StatusHas, text, "") {
 // ---- parsing ----
 
 TEST(ParseGatesTest, ParsesTheIssuesGates) {
-  absl::StatusOr<std::vector<Gate>> gates =
-      ParseGates("p95_latency_ms<50,error_rate_percent<0.1, cache_hit_rate_percent>30,"
-                 "p99_latency_ms<=80,target_latency_met_rate_percent>=99.5");
+  absl::StatusOr<std::vector<Gate>> gates = ParseGates(
+      "p95_latency_ms<50,error_rate_percent<0.1, cache_hit_rate_percent>30,"
+      "p99_latency_ms<=80,target_latency_met_rate_percent>=99.5");
   ASSERT_TRUE(gates.ok()) << gates.status();
   ASSERT_EQ(gates->size(), 5u);
   EXPECT_EQ((*gates)[0].metric, "p95_latency_ms");
@@ -58,7 +58,8 @@ TEST(ParseGatesTest, RejectsBadItemsNamingThem) {
   EXPECT_THAT(ParseGates("p95_latency_ms=50"), StatusHas("unknown operator '=' in"));
   EXPECT_THAT(ParseGates("p95_latency_ms<>50"), StatusHas("unknown operator '<>'"));
   EXPECT_THAT(ParseGates("p95_latency_ms"), StatusHas("'p95_latency_ms' has no operator"));
-  EXPECT_THAT(ParseGates("p95_latency_ms<fast"), StatusHas("threshold must be a number, got 'fast'"));
+  EXPECT_THAT(ParseGates("p95_latency_ms<fast"),
+              StatusHas("threshold must be a number, got 'fast'"));
   EXPECT_THAT(ParseGates("p95_latency_ms<inf"), StatusHas("threshold must be a number"));
   EXPECT_THAT(ParseGates("p95_latency_ms<50,,error_rate_percent<1"), StatusHas("empty gate"));
   EXPECT_THAT(ParseGates("p95_latency_ms<50,p95_latency_ms<60"), StatusHas("given twice"));
@@ -126,7 +127,8 @@ class ControllerTest : public ::testing::Test {
  protected:
   ControllerTest() {
     options_.plan = {"feature-flags", "cache-10", "cache-50"};
-    options_.gates = *ParseGates("p95_latency_ms<50,error_rate_percent<1,cache_hit_rate_percent>30");
+    options_.gates =
+        *ParseGates("p95_latency_ms<50,error_rate_percent<1,cache_hit_rate_percent>30");
     options_.hold = absl::Seconds(10);
     options_.interval = absl::Seconds(1);
     options_.window = absl::Seconds(3);
@@ -353,7 +355,8 @@ TEST_F(ControllerTest, FormatDecisionNamesActionStagesAndReason) {
   d.from = "cache-10";
   d.to = "cache-50";
   d.reason = "held 24h";
-  EXPECT_EQ(FormatDecision(d, kT0), "2023-11-14T22:13:20.000Z advance cache-10 -> cache-50: held 24h");
+  EXPECT_EQ(FormatDecision(d, kT0),
+            "2023-11-14T22:13:20.000Z advance cache-10 -> cache-50: held 24h");
   d.action = Action::kHold;
   d.from = d.to = "cache-10";
   EXPECT_EQ(FormatDecision(d, kT0), "2023-11-14T22:13:20.000Z hold cache-10: held 24h");
@@ -448,9 +451,8 @@ TEST(SampleFromHealthTest, ReadsTheWindowedFigures) {
 }
 
 TEST(SampleFromHealthTest, CacheOffIsNotApplicableAndNoTrafficIsNoData) {
-  EXPECT_EQ(SampleFromHealth(HealthWith(10, false), 200, kT0).values.count(
-                "cache_hit_rate_percent"),
-            0u);
+  EXPECT_EQ(
+      SampleFromHealth(HealthWith(10, false), 200, kT0).values.count("cache_hit_rate_percent"), 0u);
   EXPECT_THAT(SampleFromHealth(HealthWith(0, true), 200, kT0).no_data,
               HasSubstr("no requests in the server's 300 s stats window"));
   admin::v1::Health not_ready = HealthWith(10, true);
@@ -474,9 +476,9 @@ TEST(PrometheusTest, ParsesInstantQueryAnswers) {
                 R"({"status":"success","data":{"resultType":"vector",
                     "result":[{"metric":{},"value":[1700000000.1,"12.5"]}]}})"),
             12.5);
-  EXPECT_FALSE(ParsePrometheusValue(
-                   R"({"status":"success","data":{"resultType":"vector","result":[]}})")
-                   ->has_value());
+  EXPECT_FALSE(
+      ParsePrometheusValue(R"({"status":"success","data":{"resultType":"vector","result":[]}})")
+          ->has_value());
   EXPECT_FALSE(ParsePrometheusValue(R"({"status":"success","data":{"resultType":"vector",
                    "result":[{"metric":{},"value":[1700000000.1,"NaN"]}]}})")
                    ->has_value());

@@ -107,7 +107,10 @@ class Rollout:
     def wait(self, timeout=120):
         rc = self.proc.wait(timeout=timeout)
         self.reader.join(timeout=10)
-        return rc, "\n".join(self.lines), self.proc.stderr.read()
+        err = self.proc.stderr.read()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return rc, "\n".join(self.lines), err
 
 
 class RolloutE2ETest(e2e.RerankdProcess, unittest.TestCase):
@@ -248,9 +251,10 @@ class RolloutE2ETest(e2e.RerankdProcess, unittest.TestCase):
             def do_GET(self):
                 q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)["query"][0]
                 queries.append(q)
-                value = {"p95": "0.012", "error": "0", "requests": "25"}
-                v = (value["p95"] if "p95" in q else value["error"] if "error" in q
-                     else value["requests"])
+                # The recording rules' units (seconds, ratios), scaled as the query says.
+                v = 0.012 if "p95" in q else 0.0 if "error" in q else 25.0
+                scale = re.search(r"\* (\d+)$", q)
+                v = str(v * float(scale.group(1)) if scale else v)
                 body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
                     {"metric": {}, "value": [time.time(), v]}]}}).encode()
                 self.send_response(200)
@@ -271,6 +275,7 @@ class RolloutE2ETest(e2e.RerankdProcess, unittest.TestCase):
                           "--prometheus-selector", 'job="rerankd"', env=self.env(), timeout=60)
         finally:
             server.shutdown()
+            server.server_close()
         self.assertEqual(p.returncode, 0, describe(p))
         self.assertIn("advance feature-flags -> cache-10", p.stdout)
         self.assertRegex(p.stdout, r"p95_latency_ms 12<250, error_rate_percent 0<1")

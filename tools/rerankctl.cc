@@ -651,7 +651,6 @@ int Rerank(const ParsedArgs& args, const Globals& g) {
   return kOk;
 }
 
-
 // ---- rollout ----
 
 // The admin plane's bound on a change's reason (admin/admin_core.h kMaxReasonBytes).
@@ -663,7 +662,9 @@ class RolloutMetrics {
  public:
   RolloutMetrics(AdminHttpClient* admin, AdminHttpClient* prometheus, std::string selector,
                  std::vector<Gate> gates)
-      : admin_(admin), prometheus_(prometheus), selector_(std::move(selector)),
+      : admin_(admin),
+        prometheus_(prometheus),
+        selector_(std::move(selector)),
         gates_(std::move(gates)) {}
 
   MetricSample Read(absl::Time now) {
@@ -717,8 +718,8 @@ class RolloutMetrics {
     absl::StatusOr<HttpResponse> r = prometheus_->Get(path);
     if (!r.ok()) return r.status();
     if (r->status != 200) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "Prometheus ", promql, ": HTTP ", r->status, ": ", Snippet(r->body, 200)));
+      return absl::FailedPreconditionError(
+          absl::StrCat("Prometheus ", promql, ": HTTP ", r->status, ": ", Snippet(r->body, 200)));
     }
     absl::StatusOr<std::optional<double>> v = ParsePrometheusValue(r->body);
     if (!v.ok()) {
@@ -824,13 +825,12 @@ int Rollout(const ParsedArgs& args, const Globals& g, Clock* clock) {
   }
   if (!controller.ok()) {
     return absl::IsFailedPrecondition(controller.status())
-               ? UsageError(absl::StrCat("--plan: ", controller.status().message()),
-                            kRolloutUsage)
+               ? UsageError(absl::StrCat("--plan: ", controller.status().message()), kRolloutUsage)
                : usage(controller.status());
   }
   std::cout << "rollout of " << (*admin)->base_url() << ", figures from "
-            << (with_prometheus ? args.Get("prometheus") : std::string("GET /health"))
-            << ", state " << state_path << std::endl;
+            << (with_prometheus ? args.Get("prometheus") : std::string("GET /health")) << ", state "
+            << state_path << std::endl;
 
   // Saves the state, then applies the decision's stage: a crash in between leaves a state that
   // a resume re-applies (setting the stage in force again changes nothing and audits nothing).
@@ -853,12 +853,11 @@ int Rollout(const ParsedArgs& args, const Globals& g, Clock* clock) {
     const std::string body = MessageToJson(request);
     admin::v1::FlagsView after;
     if (absl::StatusOr<long> s = Call(**admin, "POST", "/flags", &body, {200}, &after); !s.ok()) {
-      return Fail(absl::StrCat("stage '", d.to, "' was not applied: ",
-                               absl::IsFailedPrecondition(s.status())
-                                   ? Refused(s.status(), *token)
-                                   : std::string(s.status().message()),
-                               "\nthe rollout state is saved in ", state_path,
-                               "; run the same command again to retry"));
+      return Fail(absl::StrCat(
+          "stage '", d.to, "' was not applied: ",
+          absl::IsFailedPrecondition(s.status()) ? Refused(s.status(), *token)
+                                                 : std::string(s.status().message()),
+          "\nthe rollout state is saved in ", state_path, "; run the same command again to retry"));
     }
     return kOk;
   };

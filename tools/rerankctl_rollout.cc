@@ -14,13 +14,13 @@
 #include <utility>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/string_view.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "common/config.h"
 #include "common/feature_flags.h"
 #include "nlohmann/json.hpp"
@@ -75,8 +75,8 @@ const std::vector<GateMetric>& GateMetrics() {
        "average latency, ms"},
       {"error_rate_percent", "error_rate_percent", "job:rerank_error_ratio:rate5m", 100,
        "failed requests (not rate-limited), %"},
-      {"cache_hit_rate_percent", "cache_hit_rate_percent", "job:rerank_cache_hit_ratio:rate5m",
-       100, "cache hits per lookup, % (n/a while the cache is off)"},
+      {"cache_hit_rate_percent", "cache_hit_rate_percent", "job:rerank_cache_hit_ratio:rate5m", 100,
+       "cache hits per lookup, % (n/a while the cache is off)"},
       {"target_latency_met_rate_percent", "target_latency_met_rate_percent",
        "job:rerank_target_met_ratio:rate5m", 100,
        "successful requests within rerank.target_latency_ms, %"},
@@ -107,21 +107,22 @@ absl::StatusOr<std::vector<Gate>> ParseGates(const std::string& spec) {
   for (absl::string_view raw : absl::StrSplit(spec, ',')) {
     const std::string item(absl::StripAsciiWhitespace(raw));
     if (item.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--gate: empty gate in '", spec,
-                       "'; expected METRIC<VALUE,... e.g. p95_latency_ms<50"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--gate: empty gate in '", spec, "'; expected METRIC<VALUE,... e.g. p95_latency_ms<50"));
     }
     const size_t at = item.find_first_of("<>=!");
     if (at == std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--gate: '", item, "' has no operator; expected METRIC OP VALUE with OP one of < <= > >="));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--gate: '", item,
+                       "' has no operator; expected METRIC OP VALUE with OP one of < <= > >="));
     }
     Gate g;
     g.metric = std::string(absl::StripAsciiWhitespace(item.substr(0, at)));
     const size_t value_at = item.find_first_not_of("<>=!", at);
     g.op = item.substr(at, value_at == std::string::npos ? std::string::npos : value_at - at);
     const std::string value(absl::StripAsciiWhitespace(
-        value_at == std::string::npos ? absl::string_view() : absl::string_view(item).substr(value_at)));
+        value_at == std::string::npos ? absl::string_view()
+                                      : absl::string_view(item).substr(value_at)));
     if (FindGateMetric(g.metric) == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("--gate: unknown metric '", g.metric, "' in '", item,
@@ -153,15 +154,14 @@ absl::StatusOr<std::vector<std::string>> ParsePlan(const std::string& spec) {
   for (absl::string_view raw : absl::StrSplit(spec, ',')) {
     const std::string stage(absl::StripAsciiWhitespace(raw));
     if (stage.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--plan: empty stage in '", spec, "'; expected e.g. ",
-                       absl::StrJoin(order, ",")));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--plan: empty stage in '", spec, "'; expected e.g. ", absl::StrJoin(order, ",")));
     }
     auto it = std::find(order.begin(), order.end(), stage);
     if (it == order.end()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--plan: unknown stage '", stage, "'; rollout stages, in order: ",
-                       absl::StrJoin(order, ", ")));
+          absl::StrCat("--plan: unknown stage '", stage,
+                       "'; rollout stages, in order: ", absl::StrJoin(order, ", ")));
     }
     const ptrdiff_t at = it - order.begin();
     if (at <= previous) {
@@ -176,18 +176,22 @@ absl::StatusOr<std::vector<std::string>> ParsePlan(const std::string& spec) {
   return plan;
 }
 
-absl::StatusOr<absl::Duration> ParsePositiveDuration(const std::string& flag, const std::string& text) {
+absl::StatusOr<absl::Duration> ParsePositiveDuration(const std::string& flag,
+                                                     const std::string& text) {
   absl::Duration d;
   if (!absl::ParseDuration(std::string(absl::StripAsciiWhitespace(text)), &d) ||
       d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(flag, ": expected a positive duration like 24h, 30m, 10s or 0.5s, got '",
-                     text, "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, ": expected a positive duration like 24h, 30m, 10s or 0.5s, got '", text, "'"));
   }
   return d;
 }
 
-std::string DurationText(absl::Duration d) { return absl::FormatDuration(d); }
+std::string DurationText(absl::Duration d) {
+  // Milliseconds are noise beyond a minute, and sub-millisecond digits always are.
+  return absl::FormatDuration(
+      absl::Trunc(d, d < absl::Minutes(1) ? absl::Milliseconds(1) : absl::Seconds(1)));
+}
 
 // ---- Samples ----
 
@@ -202,8 +206,8 @@ MetricSample SampleFromHealth(const admin::v1::Health& health, long http_status,
     return s;
   }
   if (st.requests_in_window() == 0) {
-    s.no_data = absl::StrCat("no requests in the server's ", st.window_seconds(),
-                             " s stats window");
+    s.no_data =
+        absl::StrCat("no requests in the server's ", st.window_seconds(), " s stats window");
     return s;
   }
   s.values["p95_latency_ms"] = st.p95_latency_ms();
@@ -259,9 +263,10 @@ absl::StatusOr<std::optional<double>> ParsePrometheusValue(const std::string& bo
   if (result == nullptr) return absl::DataLossError("Prometheus answer: no data.result array");
   if (result->empty()) return std::optional<double>();
   if (result->size() != 1) {
-    return absl::DataLossError(absl::StrCat("Prometheus answer: expected one series (the query "
-                                            "aggregates), got ",
-                                            result->size()));
+    return absl::DataLossError(
+        absl::StrCat("Prometheus answer: expected one series (the query "
+                     "aggregates), got ",
+                     result->size()));
   }
   const json& value = (*result)[0].value("value", json());
   double v = 0;
@@ -417,9 +422,9 @@ absl::StatusOr<std::optional<RolloutState>> LoadStateFile(const std::string& pat
   ss << in.rdbuf();
   absl::StatusOr<RolloutState> state = StateFromJson(ss.str());
   if (!state.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--state: ", path, ": ", state.status().message(),
-                     " (fix or remove the file, or pass --reset)"));
+    return absl::InvalidArgumentError(absl::StrCat("--state: ", path, ": ",
+                                                   state.status().message(),
+                                                   " (fix or remove the file, or pass --reset)"));
   }
   return std::optional<RolloutState>(*std::move(state));
 }
@@ -491,8 +496,7 @@ std::string FormatDecision(const Decision& d, absl::Time time) {
   return absl::StrCat(TimeText(time), " ", ActionName(d.action), " ", stages, ": ", d.reason);
 }
 
-absl::StatusOr<RolloutController> RolloutController::Start(RolloutOptions options,
-                                                           absl::Time now) {
+absl::StatusOr<RolloutController> RolloutController::Start(RolloutOptions options, absl::Time now) {
   if (absl::Status s = ValidateRolloutOptions(options); !s.ok()) return s;
   RolloutState state;
   state.plan = options.plan;
@@ -506,10 +510,10 @@ absl::StatusOr<RolloutController> RolloutController::Start(RolloutOptions option
   c.initial_.from = c.initial_.to = c.state_.target_stage;
   std::vector<std::string> gates;
   for (const Gate& g : c.options_.gates) gates.push_back(g.ToString());
-  c.initial_.reason = absl::StrCat(
-      "plan ", absl::StrJoin(c.options_.plan, ","), ", stage 1/", c.options_.plan.size(),
-      ", hold ", DurationText(c.options_.hold), ", window ", DurationText(c.options_.window),
-      ", gates ", absl::StrJoin(gates, ","));
+  c.initial_.reason =
+      absl::StrCat("plan ", absl::StrJoin(c.options_.plan, ","), ", stage 1/",
+                   c.options_.plan.size(), ", hold ", DurationText(c.options_.hold), ", window ",
+                   DurationText(c.options_.window), ", gates ", absl::StrJoin(gates, ","));
   c.Record(c.initial_, now);
   return c;
 }
@@ -527,19 +531,17 @@ absl::StatusOr<RolloutController> RolloutController::Resume(RolloutOptions optio
   d.from = d.to = c.state_.target_stage;
   if (c.finished()) {
     d.action = Decision::Action::kStop;
-    d.reason = absl::StrCat("the saved rollout already ", c.state_.status == kCompleted
-                                                              ? "completed"
-                                                              : "rolled back",
+    d.reason = absl::StrCat("the saved rollout already ",
+                            c.state_.status == kCompleted ? "completed" : "rolled back",
                             "; pass --reset to start a new one");
     return c;
   }
   d.action = Decision::Action::kResume;
-  d.reason = absl::StrCat("stage ", c.state_.index + 1, "/", c.state_.plan.size(), " ",
-                          c.state_.plan[c.state_.index], ", entered ",
-                          TimeText(c.state_.entered_at), " (held ",
-                          DurationText(std::max(now - c.state_.entered_at, absl::ZeroDuration())),
-                          " of ", DurationText(c.options_.hold), "), last good ",
-                          c.state_.last_good);
+  d.reason = absl::StrCat(
+      "stage ", c.state_.index + 1, "/", c.state_.plan.size(), " ", c.state_.plan[c.state_.index],
+      ", entered ", TimeText(c.state_.entered_at), " (held ",
+      DurationText(std::max(now - c.state_.entered_at, absl::ZeroDuration())), " of ",
+      DurationText(c.options_.hold), "), last good ", c.state_.last_good);
   c.Record(d, now);
   return c;
 }
@@ -547,8 +549,7 @@ absl::StatusOr<RolloutController> RolloutController::Resume(RolloutOptions optio
 void RolloutController::Record(const Decision& d, absl::Time time) {
   state_.history.push_back({time, ActionName(d.action), d.from, d.to, d.reason});
   if (state_.history.size() > RolloutState::kMaxHistory) {
-    state_.history.erase(state_.history.begin(),
-                         state_.history.end() - RolloutState::kMaxHistory);
+    state_.history.erase(state_.history.begin(), state_.history.end() - RolloutState::kMaxHistory);
   }
 }
 
@@ -627,9 +628,8 @@ Decision RolloutController::Observe(const MetricSample& sample) {
     d.action = Decision::Action::kRollback;
     d.from = stage;
     d.to = state_.last_good;
-    d.reason = absl::StrCat(g.ToString(), " failed in every sample for ",
-                            DurationText(now - since), " (window ",
-                            DurationText(options_.window), "): ", Figures(sample));
+    d.reason = absl::StrCat(g.ToString(), " failed in every sample for ", DurationText(now - since),
+                            " (window ", DurationText(options_.window), "): ", Figures(sample));
     state_.status = kRolledBack;
     state_.target_stage = state_.last_good;
     ResetStreaks();
@@ -640,9 +640,8 @@ Decision RolloutController::Observe(const MetricSample& sample) {
   const bool held_enough = held >= options_.hold;
   const bool window_clean = pass_since_.has_value() && now - *pass_since_ >= options_.window;
   if (held_enough && window_clean) {
-    const std::string why =
-        absl::StrCat(held_text, ", gates held for ", DurationText(now - *pass_since_), ": ",
-                     Figures(sample));
+    const std::string why = absl::StrCat(held_text, ", gates held for ",
+                                         DurationText(now - *pass_since_), ": ", Figures(sample));
     if (state_.index + 1 < static_cast<int>(state_.plan.size())) {
       d.action = Decision::Action::kAdvance;
       d.from = stage;

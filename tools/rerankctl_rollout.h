@@ -75,9 +75,10 @@ absl::StatusOr<std::vector<std::string>> ParsePlan(const std::string& spec);
 
 // "24h", "30m", "10s", "0.5s", "500ms", "1h30m": a positive, finite duration. InvalidArgument
 // naming `flag` otherwise.
-absl::StatusOr<absl::Duration> ParsePositiveDuration(const std::string& flag, const std::string& text);
+absl::StatusOr<absl::Duration> ParsePositiveDuration(const std::string& flag,
+                                                     const std::string& text);
 
-// "24h", "1m30s", "0.5s", "250ms": short and exact.
+// "24h", "1m30s", "1.5s", "250ms": to the millisecond below a minute, else to the second.
 std::string DurationText(absl::Duration d);
 
 // ---- Samples ----
@@ -146,9 +147,9 @@ absl::Status SaveStateFile(const std::string& path, const RolloutState& state);
 absl::StatusOr<std::optional<RolloutState>> LoadStateFile(const std::string& path);
 // The default --state: rollout-state.json in the directory of rerankd's flags file (flags.path
 // from `config_path` and the RERANKER_* environment, as rerankd reads them).
-absl::StatusOr<std::string> DefaultStatePath(const std::string& config_path,
-                                             const std::function<std::optional<std::string>(
-                                                 const std::string&)>& env);
+absl::StatusOr<std::string> DefaultStatePath(
+    const std::string& config_path,
+    const std::function<std::optional<std::string>(const std::string&)>& env);
 
 // ---- Controller ----
 
@@ -209,8 +210,8 @@ class RolloutController {
   RolloutOptions options_;
   RolloutState state_;
   Decision initial_;
-  std::optional<absl::Time> pass_since_;             // all gates held since
-  std::map<size_t, absl::Time> fail_since_;          // gate index -> failing since
+  std::optional<absl::Time> pass_since_;     // all gates held since
+  std::map<size_t, absl::Time> fail_since_;  // gate index -> failing since
 };
 
 }  // namespace rerank::ctl
