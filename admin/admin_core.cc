@@ -95,6 +95,18 @@ absl::Status ValidateActor(const std::string& actor) {
   return absl::OkStatus();
 }
 
+absl::Status ValidateReason(const std::string& reason) {
+  if (reason.size() > kMaxReasonBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("reason: must be at most ", kMaxReasonBytes, " bytes, got ", reason.size()));
+  }
+  for (unsigned char c : reason) {
+    if (c < 0x20 || c == 0x7f)
+      return absl::InvalidArgumentError("reason: must not contain control characters");
+  }
+  return absl::OkStatus();
+}
+
 bool ConstantTimeEquals(std::string_view secret, std::string_view presented) {
   // Every byte of `presented` is compared (against the secret, cycled), and the length
   // difference is folded in, so the loop never exits early.
@@ -135,13 +147,15 @@ absl::Status AdminCore::Authorize(const std::optional<std::string>& presented) c
 }
 
 absl::StatusOr<admin::v1::FlagsView> AdminCore::SetStage(const std::string& stage,
-                                                         const std::string& actor) {
+                                                         const std::string& actor,
+                                                         const std::string& reason) {
   RETURN_IF_ERROR(ValidateActor(actor));
+  RETURN_IF_ERROR(ValidateReason(reason));
   if (stage == kCustomStage) {
     return absl::InvalidArgumentError(
         "stage: 'custom' is not a stage to set; change individual values with a flags patch");
   }
-  absl::Status s = deps_.flags->SetStage(stage, actor);
+  absl::Status s = deps_.flags->SetStage(stage, actor, reason);
   if (absl::IsInvalidArgument(s) && !absl::StartsWith(s.message(), "stage")) {
     s = absl::InvalidArgumentError(absl::StrCat("stage: ", s.message()));
   }
@@ -150,8 +164,10 @@ absl::StatusOr<admin::v1::FlagsView> AdminCore::SetStage(const std::string& stag
 }
 
 absl::StatusOr<admin::v1::FlagsView> AdminCore::PatchFlags(const admin::v1::Flags& patch,
-                                                           const std::string& actor) {
+                                                           const std::string& actor,
+                                                           const std::string& reason) {
   RETURN_IF_ERROR(ValidateActor(actor));
+  RETURN_IF_ERROR(ValidateReason(reason));
   FeatureFlags base = *deps_.flags->Current();
   admin::v1::Flags rest = patch;
   if (patch.has_stage()) {
@@ -176,7 +192,7 @@ absl::StatusOr<admin::v1::FlagsView> AdminCore::PatchFlags(const admin::v1::Flag
     absl::StatusOr<FeatureFlags> restaged = ApplyStage(next.stage, next);
     if (!restaged.ok() || *restaged != next) next.stage = kCustomStage;
   }
-  RETURN_IF_ERROR(deps_.flags->Set(next, actor));
+  RETURN_IF_ERROR(deps_.flags->Set(next, actor, reason));
   return FlagsView();
 }
 

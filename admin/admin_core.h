@@ -83,12 +83,15 @@ class AdminCore {
   absl::Status Authorize(const std::optional<std::string>& presented) const;
 
   // State-changing calls: the caller has Authorize()d. Return FlagsView() after the change;
-  // InvalidArgument naming the key for an unknown stage / bad patch / bad actor (ValidateActor);
-  // the FlagStore's error if the file cannot be written.
-  absl::StatusOr<admin::v1::FlagsView> SetStage(const std::string& stage, const std::string& actor);
+  // InvalidArgument naming the key for an unknown stage / bad patch / bad actor (ValidateActor) /
+  // bad reason (ValidateReason); the FlagStore's error if the file cannot be written. A
+  // non-empty `reason` goes into the flag_change audit event.
+  absl::StatusOr<admin::v1::FlagsView> SetStage(const std::string& stage, const std::string& actor,
+                                                const std::string& reason = "");
   // `patch`: the fields present change; `patch.stage`, when set, is applied first.
   absl::StatusOr<admin::v1::FlagsView> PatchFlags(const admin::v1::Flags& patch,
-                                                  const std::string& actor);
+                                                  const std::string& actor,
+                                                  const std::string& reason = "");
 
   // Re-reads the flags file now (FlagStore::CheckNow) and records a `config_reload` audit event
   // {actor, source, reloaded, path, error}. The caller has validated `actor` (ValidateActor).
@@ -110,6 +113,11 @@ std::optional<std::string> AdminTokenFromHeaders(const std::optional<std::string
 // bytes without control characters. InvalidArgument naming `actor` otherwise.
 inline constexpr size_t kMaxActorBytes = 128;
 absl::Status ValidateActor(const std::string& actor);
+
+// Why a change was made (audit only): 0..kMaxReasonBytes bytes without control characters.
+// InvalidArgument naming `reason` otherwise.
+inline constexpr size_t kMaxReasonBytes = 1024;
+absl::Status ValidateReason(const std::string& reason);
 
 // Equality whose running time depends only on `presented`'s length, not on where the strings
 // differ (no early exit), so response timing does not reveal the secret byte by byte.

@@ -67,7 +67,8 @@ grpc::ServerUnaryReactor* AdminService::SetStage(grpc::CallbackServerContext* co
                                                  const admin::v1::SetStageRequest* request,
                                                  admin::v1::FlagsView* response) {
   return Run(context, /*needs_token=*/true, [this, request, response]() -> absl::Status {
-    ASSIGN_OR_RETURN(*response, core_->SetStage(request->stage(), ActorOr(*request)));
+    ASSIGN_OR_RETURN(*response,
+                     core_->SetStage(request->stage(), ActorOr(*request), request->reason()));
     return absl::OkStatus();
   });
 }
@@ -76,7 +77,8 @@ grpc::ServerUnaryReactor* AdminService::SetFlags(grpc::CallbackServerContext* co
                                                  const admin::v1::SetFlagsRequest* request,
                                                  admin::v1::FlagsView* response) {
   return Run(context, /*needs_token=*/true, [this, request, response]() -> absl::Status {
-    ASSIGN_OR_RETURN(*response, core_->PatchFlags(request->flags(), ActorOr(*request)));
+    ASSIGN_OR_RETURN(*response,
+                     core_->PatchFlags(request->flags(), ActorOr(*request), request->reason()));
     return absl::OkStatus();
   });
 }

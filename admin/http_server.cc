@@ -81,7 +81,8 @@ AdminHttpResponse PostFlags(AdminCore& core, const AdminHttpRequest& req) {
     return Error(400, "request body: give exactly one of \"stage\" or \"flags\"");
   }
   absl::StatusOr<admin::v1::FlagsView> result =
-      has_stage ? core.SetStage(update.stage(), *actor) : core.PatchFlags(update.flags(), *actor);
+      has_stage ? core.SetStage(update.stage(), *actor, update.reason())
+                : core.PatchFlags(update.flags(), *actor, update.reason());
   if (!result.ok()) return FromStatus(result.status());
   return Json(200, *result);
 }

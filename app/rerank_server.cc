@@ -16,6 +16,7 @@
 #include "app/rerank_server_impl.h"
 #include "common/status_macros.h"
 #include "prometheus/registry.h"
+#include "server/latency_fault.h"
 #include "server/torch_scorer.h"
 #include "spdlog/spdlog.h"
 
@@ -180,6 +181,16 @@ absl::Status RerankServer::Impl::InitBatcher() {
       ASSIGN_OR_RETURN(std::unique_ptr<TorchScorer> scorer, TorchScorer::Create(so));
       return std::unique_ptr<Scorer>(std::move(scorer));
     };
+  }
+  if (const TestingConfig& t = config.testing; t.inject_latency_ms > 0) {
+    LatencyFaultOptions lo;
+    lo.delay = absl::Milliseconds(t.inject_latency_ms);
+    lo.from_stage = t.inject_latency_from_stage;
+    ASSIGN_OR_RETURN(factory, WithLatencyFault(std::move(factory), std::move(lo), flags.get()));
+    spdlog::warn("TEST-ONLY latency fault on: +{} ms per model forward {}", t.inject_latency_ms,
+                 t.inject_latency_from_stage.empty()
+                     ? std::string("at every stage")
+                     : absl::StrCat("from stage ", t.inject_latency_from_stage, " on"));
   }
   Batcher::Options bo;
   bo.workers = static_cast<int>(e.workers);

@@ -1,5 +1,6 @@
 #include "common/config.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -71,6 +72,8 @@ std::map<std::string, FieldPtr> FieldTable(Config* c) {
       {"admin.stats_window_seconds", &c->admin.stats_window_seconds},
       {"admin.metrics_max_clients", &c->admin.metrics_max_clients},
       {"logging.level", &c->logging.level},
+      {"testing.inject_latency_ms", &c->testing.inject_latency_ms},
+      {"testing.inject_latency_from_stage", &c->testing.inject_latency_from_stage},
   };
 }
 
@@ -297,6 +300,19 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
     return absl::InvalidArgumentError(absl::StrCat("admin.token: must be at least ",
                                                    kMinAdminTokenBytes, " bytes, got ",
                                                    c.admin.token.size()));
+  }
+  if (c.testing.inject_latency_ms > kMaxInjectLatencyMs) {
+    return absl::InvalidArgumentError(absl::StrCat("testing.inject_latency_ms: must be 0..",
+                                                   kMaxInjectLatencyMs, ", got ",
+                                                   c.testing.inject_latency_ms));
+  }
+  if (const std::string& from = c.testing.inject_latency_from_stage; !from.empty()) {
+    const std::vector<std::string>& rollout = RolloutStageNames();
+    if (std::find(rollout.begin(), rollout.end(), from) == rollout.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("testing.inject_latency_from_stage: must be empty or a rollout stage (",
+                       absl::StrJoin(rollout, ", "), "), got '", from, "'"));
+    }
   }
   if (c.rerank.chunk_overlap_tokens >= c.model.max_length / 2) {
     return absl::InvalidArgumentError(

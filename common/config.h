@@ -97,6 +97,21 @@ struct LoggingConfig {
   std::string level = "info";  // trace | debug | info | warn | error
 };
 
+// Fault injection for tests and rollout drills only (e.g. proving that `rerankctl rollout` rolls
+// back on a latency regression). Off by default; never set it in production.
+struct TestingConfig {
+  // Added to every model forward (a slower model, on the batcher worker; request handlers never
+  // wait). 0: off. At most kMaxInjectLatencyMs.
+  uint32_t inject_latency_ms = 0;
+  // Empty: the delay applies at every stage. Otherwise a rollout stage (feature-flags, cache-10,
+  // cache-50, cache-100, full): the delay applies only while the flags' stage is that one or a
+  // later one in rollout order (never at rollback, disabled or custom). Read per forward, so a
+  // stage change turns it on or off at once.
+  std::string inject_latency_from_stage;
+};
+
+inline constexpr uint32_t kMaxInjectLatencyMs = 60000;
+
 struct Config {
   ServerConfig server;
   ModelConfig model;
@@ -107,6 +122,7 @@ struct Config {
   FlagsConfig flags;
   AdminConfig admin;
   LoggingConfig logging;
+  TestingConfig testing;
 };
 
 // Reads an environment variable; injectable for tests. Returns nullopt when unset.

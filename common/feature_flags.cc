@@ -1,5 +1,6 @@
 #include "common/feature_flags.h"
 
+#include <algorithm>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -70,6 +71,12 @@ bool FeatureFlags::operator==(const FeatureFlags& o) const { return Tie(*this) =
 const std::vector<std::string>& StageNames() {
   static const auto* names = new std::vector<std::string>{
       "feature-flags", "cache-10", "cache-50", "cache-100", "full", "rollback", "disabled"};
+  return *names;
+}
+
+const std::vector<std::string>& RolloutStageNames() {
+  static const auto* names = new std::vector<std::string>(
+      StageNames().begin(), std::find(StageNames().begin(), StageNames().end(), "rollback"));
   return *names;
 }
 

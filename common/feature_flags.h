@@ -39,6 +39,9 @@ struct FeatureFlags {
 // feature-flags, cache-10, cache-50, cache-100, full, rollback; then `disabled` (reranker off:
 // the full rollback, pass-through of the original order).
 const std::vector<std::string>& StageNames();
+// The progressive part of StageNames(), in order: feature-flags .. full (a prefix of StageNames();
+// rollback and disabled are exits, not steps). `rerankctl rollout` plans are drawn from these.
+const std::vector<std::string>& RolloutStageNames();
 
 // Applies stage `name` on top of `base` (fields a stage does not mention keep base's value).
 // InvalidArgument naming the stage (and listing valid ones) when unknown.

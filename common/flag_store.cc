@@ -179,7 +179,8 @@ void FlagStore::AddListener(Listener listener) {
 }
 
 absl::Status FlagStore::ApplyLocked(const FeatureFlags& flags, const std::string& actor,
-                                    bool write_file, FlagsMetadata metadata) {
+                                    bool write_file, FlagsMetadata metadata,
+                                    const std::string& reason) {
   const std::shared_ptr<const FeatureFlags> old = Current();
   if (write_file) {
     const std::string text = FlagsToYaml(flags, metadata);
@@ -199,31 +200,35 @@ absl::Status FlagStore::ApplyLocked(const FeatureFlags& flags, const std::string
   spdlog::info("flags: {} changed by {}: stage {} -> {} ({} keys)", options_.path, actor,
                old->stage, next->stage, changed.size());
   if (audit_ != nullptr) {
-    audit_->Record("flag_change", json{{"old", FlagsToJson(*old)},
-                                       {"new", FlagsToJson(*next)},
-                                       {"actor", actor},
-                                       {"stage", next->stage},
-                                       {"changed", changed}});
+    json ev{{"old", FlagsToJson(*old)},
+            {"new", FlagsToJson(*next)},
+            {"actor", actor},
+            {"stage", next->stage},
+            {"changed", changed}};
+    if (!reason.empty()) ev["reason"] = reason;
+    audit_->Record("flag_change", std::move(ev));
   }
   for (const auto& listener : listeners) (*listener)(*next);
   return absl::OkStatus();
 }
 
-absl::Status FlagStore::Set(const FeatureFlags& flags, const std::string& actor) {
+absl::Status FlagStore::Set(const FeatureFlags& flags, const std::string& actor,
+                            const std::string& reason) {
   RETURN_IF_ERROR(ValidateFlags(flags));
   absl::MutexLock update_lock(&update_mu_);
   if (*Current() == flags) return absl::OkStatus();
   return ApplyLocked(flags, actor, /*write_file=*/true,
-                     FlagsMetadata{actor, FormatRfc3339Millis(clock_->Now())});
+                     FlagsMetadata{actor, FormatRfc3339Millis(clock_->Now())}, reason);
 }
 
-absl::Status FlagStore::SetStage(std::string_view stage, const std::string& actor) {
+absl::Status FlagStore::SetStage(std::string_view stage, const std::string& actor,
+                                 const std::string& reason) {
   absl::MutexLock update_lock(&update_mu_);
   ASSIGN_OR_RETURN(const FeatureFlags flags, ApplyStage(stage, *Current()));
   RETURN_IF_ERROR(ValidateFlags(flags));
   if (*Current() == flags) return absl::OkStatus();
   return ApplyLocked(flags, actor, /*write_file=*/true,
-                     FlagsMetadata{actor, FormatRfc3339Millis(clock_->Now())});
+                     FlagsMetadata{actor, FormatRfc3339Millis(clock_->Now())}, reason);
 }
 
 absl::StatusOr<bool> FlagStore::CheckNow() {

@@ -75,9 +75,12 @@ class FlagStore final : public FlagSource {
 
   // Validates `flags` and makes them current (file, snapshot, audit, listeners). Setting the
   // current flags again is a no-op (nothing written or audited). On a write error nothing changes.
-  absl::Status Set(const FeatureFlags& flags, const std::string& actor);
+  // A non-empty `reason` is recorded in the flag_change audit event (the caller bounds it).
+  absl::Status Set(const FeatureFlags& flags, const std::string& actor,
+                   const std::string& reason = "");
   // ApplyStage(stage, Current()) then Set, atomically with respect to other changes.
-  absl::Status SetStage(std::string_view stage, const std::string& actor);
+  absl::Status SetStage(std::string_view stage, const std::string& actor,
+                        const std::string& reason = "");
 
   // One synchronous poll of the file: true if an external edit was applied, false if the
   // content is unchanged (or parses to the current flags); the parse/read error otherwise (the
@@ -100,7 +103,8 @@ class FlagStore final : public FlagSource {
   absl::Status Load();
   // Writes (if write_file), swaps, audits, notifies. Requires update_mu_.
   absl::Status ApplyLocked(const FeatureFlags& flags, const std::string& actor, bool write_file,
-                           FlagsMetadata metadata) ABSL_EXCLUSIVE_LOCKS_REQUIRED(update_mu_);
+                           FlagsMetadata metadata, const std::string& reason = "")
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(update_mu_);
   void SetLastError(absl::Status status);
   void WatchLoop();
 

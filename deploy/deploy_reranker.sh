@@ -3,6 +3,7 @@
 #   ./deploy/deploy_reranker.sh cache-10            # next rollout step
 #   ./deploy/deploy_reranker.sh rollback            # optional features off, reranker stays on
 #   ./deploy/deploy_reranker.sh disabled            # reranker off: original order passes through
+#   ./deploy/deploy_reranker.sh auto                # guarded rollout of the whole plan (rerankctl rollout)
 # Extra arguments go to rerankctl (e.g. --actor alice, --admin URL, --token-file PATH, --config
 # PATH). On the server's host no token flag is needed: a rerankd without admin.token writes a
 # generated one to its admin.token_file (data/admin.token under `make run`), and rerankctl, run in
@@ -13,10 +14,16 @@ set -euo pipefail
 # this list against the server's GET /flags "stages").
 STAGES=(feature-flags cache-10 cache-50 cache-100 full rollback disabled)
 
+# `auto`: the deployment guide's plan, one stage a day, gated on the guide's figures.
+AUTO_PLAN="feature-flags,cache-10,cache-50,cache-100,full"
+AUTO_HOLD="24h"
+AUTO_GATES="p95_latency_ms<50,error_rate_percent<0.1,cache_hit_rate_percent>30"
+
 usage() {
   cat <<USAGE
 Usage: $(basename "$0") <stage> [--actor NAME] [--token-file PATH] [--config PATH]
                           [rerankctl global flags]
+       $(basename "$0") auto [--dry-run] [rerankctl rollout flags] [rerankctl global flags]
 
 Sets the rollout stage with 'rerankctl stage <stage>' (prints old -> new stage and the effective
 flags), then prints 'rerankctl status'. Stages, in rollout order:
@@ -27,6 +34,16 @@ flags), then prints 'rerankctl status'. Stages, in rollout order:
   full           cache 100%, batch, audit and overfetch (20 candidates -> top 5) on
   rollback       back to the plain reranker: cache, batch and overfetch off
   disabled       reranker off: requests return their original order (full rollback)
+
+'auto' runs the guarded rollout of docs/OPERATIONS.md ("Guarded rollout"):
+  rerankctl rollout --plan $AUTO_PLAN --hold $AUTO_HOLD \\
+      --gate "$AUTO_GATES"
+advancing one stage per day while the gates hold and rolling back to the last good stage when one
+fails for a whole window (5 minutes). It resumes where it was when run again. Further arguments
+go to rerankctl (a later --hold or --gate ... overrides or adds; --state FILE, --prometheus URL,
+--actor NAME); --dry-run prints the command instead of running it. Exit status: rerankctl's
+(0 the plan completed, 1 rolled back or failed, 2 usage error).
+
 The admin token, first found: --token-file PATH, --token T, RERANKER_ADMIN_TOKEN, admin.token in
 --config, RERANKER_ADMIN_TOKEN_FILE, then the token file rerankd generates when it has no
 admin.token (admin.token_file, default admin.token next to its flags file: data/admin.token for
@@ -52,6 +69,27 @@ case "$1" in
 esac
 stage="$1"
 shift
+
+if [[ "$stage" == "auto" ]]; then
+  dry_run=0
+  auto_args=()
+  for a in "$@"; do
+    if [[ "$a" == "--dry-run" ]]; then dry_run=1; else auto_args+=("$a"); fi
+  done
+  # shellcheck source=deploy/rerankctl_lib.sh
+  source "$(dirname "${BASH_SOURCE[0]}")/rerankctl_lib.sh"
+  RERANKCTL_BIN="$(find_rerankctl)"
+  enter_rerankd_workdir ${auto_args[@]+"${auto_args[@]}"}
+  cmd=("$RERANKCTL_BIN" rollout --plan "$AUTO_PLAN" --hold "$AUTO_HOLD" --gate "$AUTO_GATES"
+       ${RERANKCTL_ARGS[@]+"${RERANKCTL_ARGS[@]}"})
+  if [[ $dry_run -eq 1 ]]; then
+    echo "cd $(printf '%q' "$PWD") && $(printf '%q ' "${cmd[@]}")"
+    exit 0
+  fi
+  echo "== rerankctl rollout (plan $AUTO_PLAN, hold $AUTO_HOLD, gates $AUTO_GATES)"
+  exec "${cmd[@]}"
+fi
+
 valid=0
 for s in "${STAGES[@]}"; do
   if [[ "$s" == "$stage" ]]; then valid=1; fi

@@ -46,14 +46,14 @@ find_rerankctl() {
 # working directory, and `make run` runs it from the repository root. So that rerankctl, which
 # derives the same paths from the same config and environment, finds the same files from wherever
 # a script is called, the scripts run it in rerankd's working directory: $RERANKD_WORKDIR, default
-# the repository root. Paths the caller passes (--config, --token-file, --docs-file) stay relative
-# to the caller's directory: this sets RERANKCTL_ARGS to "$@" with those made absolute, then cds.
-# Call it after find_rerankctl.
+# the repository root. Paths the caller passes (--config, --token-file, --docs-file, --state) stay
+# relative to the caller's directory: this sets RERANKCTL_ARGS to "$@" with those made absolute,
+# then cds. Call it after find_rerankctl.
 enter_rerankd_workdir() {
   RERANKCTL_ARGS=()
   while [[ $# -gt 0 ]]; do
     case "$1" in
-      --config | --token-file | --docs-file)
+      --config | --token-file | --docs-file | --state)
         RERANKCTL_ARGS+=("$1")
         shift
         if [[ $# -gt 0 ]]; then
@@ -61,7 +61,7 @@ enter_rerankd_workdir() {
           shift
         fi
         ;;
-      --config=* | --token-file=* | --docs-file=*)
+      --config=* | --token-file=* | --docs-file=* | --state=*)
         RERANKCTL_ARGS+=("${1%%=*}=$(absolute_path "${1#*=}")")
         shift
         ;;

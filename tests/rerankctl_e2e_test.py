@@ -53,7 +53,8 @@ class RerankdProcess:
     rerankd on it (cwd: the temp dir), waiting for readiness."""
 
     @classmethod
-    def start_rerankd(cls, admin_token):
+    def start_rerankd(cls, admin_token, flags_extra=(), admin_extra=(), extra=()):
+        """`flags_extra`/`admin_extra`: more lines of those sections; `extra`: more sections."""
         model_dir = os.path.join(BUILD_DIR, "testdata", "tiny_model")
         if not os.path.isfile(os.path.join(model_dir, "model.yaml")):
             raise AssertionError("no tiny model at %s (build target test_models)" % model_dir)
@@ -69,10 +70,10 @@ class RerankdProcess:
                 "model:", "  dir: %s" % model_dir, "  precision: fp32",
                 "execution:", "  workers: 1", "  intra_op_threads: 1",
                 "audit:", "  path: %s" % cls.audit_path,
-                "flags:", "  path: %s" % cls.flags_path, "  poll_interval_ms: 200",
+                "flags:", "  path: %s" % cls.flags_path, "  poll_interval_ms: 200", *flags_extra,
                 "admin:", "  http_listen: 127.0.0.1:%d" % cls.http_port,
-                "  grpc_listen: 127.0.0.1:%d" % cls.admin_grpc_port] +
-                (["  token: %s" % admin_token] if admin_token else []) + [""]))
+                "  grpc_listen: 127.0.0.1:%d" % cls.admin_grpc_port, *admin_extra] +
+                (["  token: %s" % admin_token] if admin_token else []) + [*extra, ""]))
         cls.admin = "http://127.0.0.1:%d" % cls.http_port
         cls.target = "127.0.0.1:%d" % cls.grpc_port
         cls.log_path = os.path.join(cls.tmp, "rerankd.log")

@@ -45,6 +45,7 @@
 #include "tools/rerankctl_check.h"
 #include "tools/rerankctl_format.h"
 #include "tools/rerankctl_http.h"
+#include "tools/rerankctl_rollout.h"
 #include "tools/rerankctl_token.h"
 
 namespace rerank::ctl {
@@ -72,6 +73,8 @@ constexpr char kMainUsage[] =
     "  monitor [S]    a live line of key stats every S seconds (default 5) until Ctrl-C\n"
     "  check          pre-deployment validation: files, config, health, reranker, stats\n"
     "  rerank         rerank documents for a query over gRPC and print the ranking\n"
+    "  rollout        guarded progressive rollout: advance stage by stage while gates hold,\n"
+    "                 roll back when one fails for a whole window; resumable\n"
     "\n"
     "Global flags (also accepted after the command):\n"
     "  --admin URL        admin HTTP base URL (env RERANKER_ADMIN_URL; default "
@@ -162,6 +165,47 @@ constexpr char kRerankUsage[] =
     "  --client-id ID     client id for rate limiting and cache bucketing (default rerankctl)\n"
     "  --json             print the response as JSON\n";
 
+constexpr char kRolloutUsage[] =
+    "Usage: rerankctl rollout --plan STAGE,... --gate METRIC<OP>VALUE,... [--hold D]\n"
+    "                         [--interval D] [--window D] [--state FILE] [--reset]\n"
+    "                         [--prometheus URL [--prometheus-selector LABELS]] [--actor NAME]\n"
+    "\n"
+    "Moves rerankd through the plan's stages, one per --hold, while every gate holds; rolls back\n"
+    "to the last good stage (the one it advanced from; before the first advance the 'rollback'\n"
+    "stage) and stops when a gate fails in every sample of a whole --window. Every --interval it\n"
+    "reads the figures (GET /health, or Prometheus with --prometheus) and prints one line: hold,\n"
+    "advance, rollback, complete or stop, with the figures it decided on. Stage changes go\n"
+    "through POST /flags with the actor and that line as the reason, so the server's audit log\n"
+    "records each decision (flag_change .reason). Progress is saved in --state after every\n"
+    "decision; run the same command again after an interruption and it resumes where it was\n"
+    "(time in the current stage keeps counting; the samples of the window start afresh).\n"
+    "\n"
+    "  --plan STAGES        comma-separated rollout stages in rollout order, e.g.\n"
+    "                       feature-flags,cache-10,cache-50,cache-100,full (required)\n"
+    "  --gate GATES         comma-separated METRIC OP VALUE, OP one of < <= > >=; repeatable\n"
+    "                       (required). METRIC: p95_latency_ms, p99_latency_ms, avg_latency_ms,\n"
+    "                       error_rate_percent, cache_hit_rate_percent (n/a while the cache is\n"
+    "                       off), target_latency_met_rate_percent, rate_limited_percent\n"
+    "                       (--prometheus only)\n"
+    "  --hold D             time at each stage before advancing (default 24h); D like 24h, 30m,\n"
+    "                       10s, 0.5s, 1h30m\n"
+    "  --interval D         time between samples (default 1m; at most --hold)\n"
+    "  --window D           a gate must fail for this long, every sample, to roll back; the\n"
+    "                       gates must hold this long before an advance (default 5m)\n"
+    "  --state FILE         progress file (default rollout-state.json beside the flags file)\n"
+    "  --reset              discard a saved rollout and start the plan from its first stage\n"
+    "  --prometheus URL     read the figures from Prometheus's recording rules\n"
+    "                       (deploy/prometheus/rules) instead of /health\n"
+    "  --prometheus-selector LABELS  label matchers for those series, e.g. 'job=\"rerankd\"'\n"
+    "  --actor NAME         recorded as updated_by and in the audit log (default\n"
+    "                       rerankctl-rollout)\n"
+    "\n"
+    "/health figures are over the server's admin.stats_window_seconds (default 300 s), so keep\n"
+    "--hold well above it. A sample with no data (server unreachable or not ready, no requests\n"
+    "in the stats window) neither passes nor fails: it restarts both windows.\n"
+    "Exit status: 0 the plan completed; 1 rolled back, stopped (the stage was changed by hand,\n"
+    "Ctrl-C) or a call failed; 2 usage error.\n";
+
 const std::map<std::string, std::vector<FlagSpec>>& CommandFlags() {
   static const auto* const flags = new std::map<std::string, std::vector<FlagSpec>>{
       {"stage", {{"actor", FlagKind::kValue}}},
@@ -177,6 +221,17 @@ const std::map<std::string, std::vector<FlagSpec>>& CommandFlags() {
         {"activation", FlagKind::kValue},
         {"client-id", FlagKind::kValue},
         {"json", FlagKind::kBool}}},
+      {"rollout",
+       {{"plan", FlagKind::kValue},
+        {"gate", FlagKind::kRepeated},
+        {"hold", FlagKind::kValue},
+        {"interval", FlagKind::kValue},
+        {"window", FlagKind::kValue},
+        {"state", FlagKind::kValue},
+        {"reset", FlagKind::kBool},
+        {"prometheus", FlagKind::kValue},
+        {"prometheus-selector", FlagKind::kValue},
+        {"actor", FlagKind::kValue}}},
   };
   return *flags;
 }
@@ -596,12 +651,246 @@ int Rerank(const ParsedArgs& args, const Globals& g) {
   return kOk;
 }
 
+// ---- rollout ----
+
+// The admin plane's bound on a change's reason (admin/admin_core.h kMaxReasonBytes).
+constexpr size_t kMaxReasonBytes = 1024;
+
+// Reads one MetricSample: GET /health, or Prometheus's recording rules plus GET /flags (for the
+// stage the server is at).
+class RolloutMetrics {
+ public:
+  RolloutMetrics(AdminHttpClient* admin, AdminHttpClient* prometheus, std::string selector,
+                 std::vector<Gate> gates)
+      : admin_(admin),
+        prometheus_(prometheus),
+        selector_(std::move(selector)),
+        gates_(std::move(gates)) {}
+
+  MetricSample Read(absl::Time now) {
+    if (prometheus_ == nullptr) {
+      admin::v1::Health health;
+      absl::StatusOr<long> status = Call(*admin_, "GET", "/health", nullptr, {200, 503}, &health);
+      if (!status.ok()) {
+        MetricSample s;
+        s.time = now;
+        s.no_data = Snippet(absl::StrCat("GET /health: ", status.status().message()), 300);
+        return s;
+      }
+      return SampleFromHealth(health, *status, now);
+    }
+    MetricSample s;
+    s.time = now;
+    admin::v1::FlagsView flags;
+    if (absl::StatusOr<long> st = Call(*admin_, "GET", "/flags", nullptr, {200}, &flags);
+        !st.ok()) {
+      s.no_data = Snippet(absl::StrCat("GET /flags: ", st.status().message()), 300);
+      return s;
+    }
+    s.stage = flags.stage();
+    absl::StatusOr<std::optional<double>> traffic = Query(PrometheusTrafficQuery(selector_));
+    if (!traffic.ok()) {
+      s.no_data = Snippet(std::string(traffic.status().message()), 300);
+      return s;
+    }
+    if (!traffic->has_value() || **traffic <= 0) {
+      s.no_data = "no requests (Prometheus: " + PrometheusTrafficQuery(selector_) + ")";
+      return s;
+    }
+    for (const Gate& g : gates_) {
+      absl::StatusOr<std::optional<double>> v = Query(PrometheusQuery(g, selector_));
+      if (!v.ok()) {
+        s.values.clear();
+        s.no_data = Snippet(std::string(v.status().message()), 300);
+        return s;
+      }
+      if (v->has_value()) s.values[g.metric] = **v;  // absent (NaN, no series): n/a
+    }
+    return s;
+  }
+
+ private:
+  absl::StatusOr<std::optional<double>> Query(const std::string& promql) {
+    char* escaped = curl_easy_escape(nullptr, promql.c_str(), static_cast<int>(promql.size()));
+    if (escaped == nullptr) return absl::InternalError("cannot URL-encode a query");
+    const std::string path = absl::StrCat("/api/v1/query?query=", escaped);
+    curl_free(escaped);
+    absl::StatusOr<HttpResponse> r = prometheus_->Get(path);
+    if (!r.ok()) return r.status();
+    if (r->status != 200) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("Prometheus ", promql, ": HTTP ", r->status, ": ", Snippet(r->body, 200)));
+    }
+    absl::StatusOr<std::optional<double>> v = ParsePrometheusValue(r->body);
+    if (!v.ok()) {
+      return absl::Status(v.status().code(), absl::StrCat(promql, ": ", v.status().message()));
+    }
+    return v;
+  }
+
+  AdminHttpClient* const admin_;
+  AdminHttpClient* const prometheus_;  // null: /health
+  const std::string selector_;
+  const std::vector<Gate> gates_;
+};
+
+int Rollout(const ParsedArgs& args, const Globals& g, Clock* clock) {
+  if (!args.positionals.empty()) return UsageError("rollout: takes no arguments", kRolloutUsage);
+  auto usage = [](const absl::Status& s) {
+    return UsageError(std::string(s.message()), kRolloutUsage);
+  };
+  RolloutOptions options;
+  if (!args.Has("plan")) return UsageError("--plan: required", kRolloutUsage);
+  absl::StatusOr<std::vector<std::string>> plan = ParsePlan(args.Get("plan"));
+  if (!plan.ok()) return usage(plan.status());
+  options.plan = *plan;
+  if (args.GetAll("gate").empty()) return UsageError("--gate: required", kRolloutUsage);
+  for (const std::string& spec : args.GetAll("gate")) {
+    absl::StatusOr<std::vector<Gate>> gates = ParseGates(spec);
+    if (!gates.ok()) return usage(gates.status());
+    options.gates.insert(options.gates.end(), gates->begin(), gates->end());
+  }
+  for (auto [flag, out] : {std::pair<const char*, absl::Duration*>{"hold", &options.hold},
+                           {"interval", &options.interval},
+                           {"window", &options.window}}) {
+    if (!args.Has(flag)) continue;
+    absl::StatusOr<absl::Duration> d =
+        ParsePositiveDuration(absl::StrCat("--", flag), args.Get(flag));
+    if (!d.ok()) return usage(d.status());
+    *out = *d;
+  }
+  if (absl::Status s = ValidateRolloutOptions(options); !s.ok()) return usage(s);
+  const bool with_prometheus = args.Has("prometheus");
+  if (absl::Status s = ValidateGateSources(options.gates, with_prometheus); !s.ok()) {
+    return usage(s);
+  }
+  if (args.Has("prometheus-selector") && !with_prometheus) {
+    return UsageError("--prometheus-selector: only with --prometheus", kRolloutUsage);
+  }
+  const std::string actor = args.Get("actor", "rerankctl-rollout");
+  if (actor.empty() || actor.size() > 128) {
+    return UsageError("--actor: must be 1..128 bytes", kRolloutUsage);
+  }
+  std::string state_path = args.Get("state");
+  if (args.Has("state") && state_path.empty()) {
+    return UsageError("--state: must not be empty", kRolloutUsage);
+  }
+  if (state_path.empty()) {
+    absl::StatusOr<std::string> p = DefaultStatePath(g.config_path, ProcessEnv());
+    if (!p.ok()) return usage(p.status());
+    state_path = *p;
+  }
+  int rc = kOk;
+  std::optional<AdminToken> token = TokenOrFail(g, kRolloutUsage, &rc);
+  if (!token.has_value()) return rc;
+
+  // Block SIGINT/SIGTERM before libcurl may start a thread: they stay pending until the wait
+  // between samples takes them, so an interruption never lands between saving and applying.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  absl::StatusOr<std::unique_ptr<AdminHttpClient>> admin = MakeClient(g, token->token);
+  if (!admin.ok()) return usage(admin.status());
+  std::unique_ptr<AdminHttpClient> prometheus;
+  if (with_prometheus) {
+    AdminHttpClient::Options po;
+    po.base_url = args.Get("prometheus");
+    po.timeout = g.timeout;  // no token: never sent to Prometheus
+    absl::StatusOr<std::unique_ptr<AdminHttpClient>> p = AdminHttpClient::Create(po);
+    if (!p.ok()) {
+      return UsageError(absl::StrCat("--prometheus: ", p.status().message()), kRolloutUsage);
+    }
+    prometheus = *std::move(p);
+  }
+  RolloutMetrics metrics(admin->get(), prometheus.get(), args.Get("prometheus-selector"),
+                         options.gates);
+
+  absl::StatusOr<std::optional<RolloutState>> saved = LoadStateFile(state_path);
+  if (!saved.ok() && !args.bools.count("reset")) {
+    return absl::IsInvalidArgument(saved.status()) ? usage(saved.status())
+                                                   : Fail(std::string(saved.status().message()));
+  }
+  const absl::Time start = clock->Now();
+  absl::StatusOr<RolloutController> controller = absl::UnknownError("unset");
+  if (args.bools.count("reset") || !saved.ok() || !saved->has_value()) {
+    if (args.bools.count("reset") && (!saved.ok() || saved->has_value())) {
+      std::cout << "reset: discarding the saved rollout in " << state_path << "\n";
+    }
+    controller = RolloutController::Start(options, start);
+  } else {
+    controller = RolloutController::Resume(options, **saved, start);
+  }
+  if (!controller.ok()) {
+    return absl::IsFailedPrecondition(controller.status())
+               ? UsageError(absl::StrCat("--plan: ", controller.status().message()), kRolloutUsage)
+               : usage(controller.status());
+  }
+  std::cout << "rollout of " << (*admin)->base_url() << ", figures from "
+            << (with_prometheus ? args.Get("prometheus") : std::string("GET /health")) << ", state "
+            << state_path << std::endl;
+
+  // Saves the state, then applies the decision's stage: a crash in between leaves a state that
+  // a resume re-applies (setting the stage in force again changes nothing and audits nothing).
+  auto act = [&](const Decision& d, absl::Time time) -> int {
+    std::cout << FormatDecision(d, time) << std::endl;
+    if (d.action == Decision::Action::kHold) return kOk;
+    if (absl::Status s = SaveStateFile(state_path, controller->state()); !s.ok()) {
+      return Fail(std::string(s.message()));
+    }
+    if (d.action == Decision::Action::kStop) return kFailed;
+    if (!d.sets_stage()) return kOk;
+    admin::v1::UpdateFlagsRequest request;
+    request.set_stage(d.to);
+    request.set_actor(actor);
+    const std::string stages = d.from == d.to ? d.to : absl::StrCat(d.from, " -> ", d.to);
+    std::string reason =
+        absl::StrCat("rerankctl rollout: ", ActionName(d.action), " ", stages, ": ", d.reason);
+    if (reason.size() > kMaxReasonBytes) reason = reason.substr(0, kMaxReasonBytes - 3) + "...";
+    request.set_reason(reason);
+    const std::string body = MessageToJson(request);
+    admin::v1::FlagsView after;
+    if (absl::StatusOr<long> s = Call(**admin, "POST", "/flags", &body, {200}, &after); !s.ok()) {
+      return Fail(absl::StrCat(
+          "stage '", d.to, "' was not applied: ",
+          absl::IsFailedPrecondition(s.status()) ? Refused(s.status(), *token)
+                                                 : std::string(s.status().message()),
+          "\nthe rollout state is saved in ", state_path, "; run the same command again to retry"));
+    }
+    return kOk;
+  };
+
+  const Decision& initial = controller->initial();
+  if (initial.action == Decision::Action::kStop) {
+    std::cout << FormatDecision(initial, start) << std::endl;
+    return controller->state().status == "completed" ? kOk : kFailed;
+  }
+  if (int r = act(initial, start); r != kOk) return r;
+  absl::Time next = start + options.interval;
+  while (true) {
+    if (WaitForStopSignal(next - clock->Now())) {
+      std::cout << "interrupted: the rollout state is saved in " << state_path
+                << "; run the same command again to resume" << std::endl;
+      return kFailed;
+    }
+    // Keep the cadence; after a stall (a slow call) sample now rather than catch up.
+    next = std::max(next + options.interval, clock->Now());
+    const MetricSample sample = metrics.Read(clock->Now());
+    const Decision d = controller->Observe(sample);
+    if (int r = act(d, sample.time); r != kOk) return r;
+    if (d.finished()) return d.action == Decision::Action::kComplete ? kOk : kFailed;
+  }
+}
+
 int Main(int argc, char** argv) {
   std::vector<std::string> raw(argv + 1, argv + argc);
   absl::StatusOr<ParsedArgs> args = ParseArgs(raw, CommandFlags());
   const std::map<std::string, const char*> usages = {
       {"stage", kStageUsage},     {"reload", kReloadUsage}, {"status", kStatusUsage},
       {"monitor", kMonitorUsage}, {"check", kCheckUsage},   {"rerank", kRerankUsage},
+      {"rollout", kRolloutUsage},
   };
   if (!args.ok()) {
     // Show the command's usage when the command is known, else the main usage.
@@ -634,6 +923,7 @@ int Main(int argc, char** argv) {
   if (args->command == "status") return Status(*args, *globals);
   if (args->command == "monitor") return Monitor(*args, *globals, RealClock::Get());
   if (args->command == "check") return Check(*args, *globals);
+  if (args->command == "rollout") return Rollout(*args, *globals, RealClock::Get());
   return Rerank(*args, *globals);
 }
 

@@ -7,6 +7,7 @@ add_library(rerankctl_lib STATIC
   ${CMAKE_CURRENT_LIST_DIR}/rerankctl_check.cc
   ${CMAKE_CURRENT_LIST_DIR}/rerankctl_format.cc
   ${CMAKE_CURRENT_LIST_DIR}/rerankctl_http.cc
+  ${CMAKE_CURRENT_LIST_DIR}/rerankctl_rollout.cc
   ${CMAKE_CURRENT_LIST_DIR}/rerankctl_token.cc)
 # The admin answers are parsed into the contract's messages (admin.proto) with common/proto_json.
 target_link_libraries(rerankctl_lib PUBLIC rerank_config rerank_proto rerank_proto_json CURL::libcurl
