@@ -832,14 +832,18 @@ int Rollout(const ParsedArgs& args, const Globals& g, Clock* clock) {
             << (with_prometheus ? args.Get("prometheus") : std::string("GET /health")) << ", state "
             << state_path << std::endl;
 
-  // Saves the state, then applies the decision's stage: a crash in between leaves a state that
-  // a resume re-applies (setting the stage in force again changes nothing and audits nothing).
+  // Saves the state, then prints the decision, then applies the decision's stage: a crash in
+  // between leaves a state that a resume re-applies (setting the stage in force again changes
+  // nothing and audits nothing), and a printed decision is always already saved.
   auto act = [&](const Decision& d, absl::Time time) -> int {
+    if (d.action != Decision::Action::kHold) {
+      if (absl::Status s = SaveStateFile(state_path, controller->state()); !s.ok()) {
+        std::cout << FormatDecision(d, time) << std::endl;
+        return Fail(std::string(s.message()));
+      }
+    }
     std::cout << FormatDecision(d, time) << std::endl;
     if (d.action == Decision::Action::kHold) return kOk;
-    if (absl::Status s = SaveStateFile(state_path, controller->state()); !s.ok()) {
-      return Fail(std::string(s.message()));
-    }
     if (d.action == Decision::Action::kStop) return kFailed;
     if (!d.sets_stage()) return kOk;
     admin::v1::UpdateFlagsRequest request;
