@@ -7,10 +7,14 @@ CONFIG ?=
 CTEST_ARGS ?=
 # ccache, when installed, makes rebuilds (and the sanitizer builds) cheap.
 LAUNCHER := $(if $(shell command -v ccache 2>/dev/null),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache,)
-# Sanitizer runs: every C++ and driver test except the pure-Python exporter test (no C++ in it)
-# and the container-file test (it checks that the release image's packages cover what a release
-# binary links; a sanitizer binary links its runtime and, without --as-needed, more).
-SAN_CTEST_ARGS ?= -E "^(export_model_test|deploy_containers_test)$$"
+# Sanitizer runs: every C++ and driver test except
+#  - the pure-Python exporter test (no C++ in it);
+#  - the container-file test (it checks that the release image's packages cover what a release
+#    binary links; a sanitizer binary links its runtime and, without --as-needed, more);
+#  - HttpServerTest.AcceptFailuresBackOffInsteadOfSpinning: it exhausts the descriptor limit on
+#    purpose, and UBSan's vptr check and symbolizer need descriptors (a pipe) to work, so every
+#    virtual call then reports a bogus "invalid vptr" that no suppression can match.
+SAN_CTEST_ARGS ?= -E "^(export_model_test|deploy_containers_test|HttpServerTest.AcceptFailuresBackOffInsteadOfSpinning)$$"
 SAN_ENV := UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1 \
   LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0 \

@@ -105,7 +105,8 @@ class LiveStats final : public RequestObserver {
   LiveStats(const Options& options, Clock* clock);
   int64_t SecondOf(absl::Time t) const;
   bool InWindow(int64_t second, int64_t now_second) const {
-    return second <= now_second && now_second - second < window_seconds_;
+    // Written so that the INT64_MIN "empty" marker cannot overflow.
+    return second <= now_second && second > now_second - window_seconds_;
   }
 
   const Options options_;
