@@ -74,12 +74,16 @@ int main(int argc, char** argv) {
     spdlog::critical("rerankd failed to start: {}", server.status().ToString());
     return 1;
   }
+  const uint32_t grace_ms = config->server.drain_grace_ms;
   const uint32_t drain_ms = config->server.drain_timeout_ms;
-  std::thread signal_waiter([&signals, &server, drain_ms] {
+  std::thread signal_waiter([&signals, &server, grace_ms, drain_ms] {
     pthread_setname_np(pthread_self(), "signal-wait");
     int sig = 0;
     sigwait(&signals, &sig);
-    spdlog::info("received {}, draining (up to {} ms)", strsignal(sig), drain_ms);
+    spdlog::info(
+        "received {}: not ready; serving {} ms more (drain_grace_ms), then finishing in-flight "
+        "requests (up to {} ms)",
+        strsignal(sig), grace_ms, drain_ms);
     (*server)->Shutdown();
   });
   (*server)->Wait();
