@@ -140,6 +140,8 @@ absl::Status ModelManager::WarmupCurrent() {
 void ModelManager::Start(SwapFn on_swap) {
   on_swap_ = std::move(on_swap);
   thread_ = std::thread([this] { Loop(); });
+  absl::MutexLock lock(&mu_);
+  started_ = true;
 }
 
 void ModelManager::Stop() {
@@ -187,8 +189,11 @@ void ModelManager::ReloadModel(const std::string& dir, const std::string& actor,
   absl::Status refused;
   {
     absl::MutexLock lock(&mu_);
-    if (stopping_ || !thread_.joinable()) {
+    if (stopping_) {
       refused = absl::UnavailableError("model reload refused: the server is shutting down");
+    } else if (!started_) {
+      refused = absl::UnavailableError(
+          "model reload refused: the server is still starting (the first model is warming up)");
     } else if (reloading_) {
       refused = absl::AbortedError(
           "a model reload is already running; retry when it has finished (GET /health shows "

@@ -113,6 +113,7 @@ class ModelManager final : public ModelControl, public QueueStats {
   Bundle current_ ABSL_GUARDED_BY(mu_);
   std::optional<Request> pending_ ABSL_GUARDED_BY(mu_);
   bool reloading_ ABSL_GUARDED_BY(mu_) = false;  // pending_ or running
+  bool started_ ABSL_GUARDED_BY(mu_) = false;    // Start() ran: reloads accepted
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   SwapFn on_swap_;       // set by Start(), before the thread exists
   absl::Mutex stop_mu_;  // serializes Stop() callers

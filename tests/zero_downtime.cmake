@@ -22,7 +22,7 @@ add_dependencies(test_models test_model_b)
 # traffic (real TorchScript models A and B), a broken model rejected, the model.dir poller.
 rerank_add_test(zero_downtime_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/zero_downtime_test.cc
-  LIBS rerank_app nlohmann_json::nlohmann_json)
+  LIBS rerank_app rerank_fake_audit_sink nlohmann_json::nlohmann_json)
 add_dependencies(zero_downtime_test test_models)
 
 # The real rerankd binary: SIGTERM drain (exit 0, audit flushed) and a rolling restart of one of

@@ -23,12 +23,17 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "app/rerank_server.h"
+#include "common/config.h"
+#include "common/score_cache.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "rerank/admin/v1/admin.grpc.pb.h"
 #include "rerank/v1/reranker.grpc.pb.h"
+#include "server/rerank_engine.h"
+#include "tests/testing/fake_audit_sink.h"
 #include "tests/testing/fake_scorer.h"
+#include "tests/testing/fake_scoring_queue.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/prometheus_text.h"
 #include "tests/testing/rerank_server_peer.h"
@@ -547,6 +552,121 @@ TEST_F(ZeroDowntimeTest, OneReloadAtATime) {
   reloader.join();
   EXPECT_EQ(first.status, 200) << first.body;
   EXPECT_EQ(Body(first)["model"]["version"], VersionOf(ModelB()));
+}
+
+// The engine alone: a request is pinned to the model bundle in force when it started, even when
+// it completes after a swap, and the cache namespace follows the model version.
+TEST(RerankEngineSwapTest, RequestsKeepTheModelTheyStartedWith) {
+  WordPieceTokenizer::Options to;
+  to.vocab_path = ModelA() + "/vocab.txt";
+  auto tokenizer = WordPieceTokenizer::Create(to);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  std::shared_ptr<const WordPieceTokenizer> tok(std::move(*tokenizer));
+  auto queue_a = std::make_shared<testing::FakeScoringQueue>();
+  auto queue_b = std::make_shared<testing::FakeScoringQueue>();
+  FeatureFlags flags;
+  flags.rate_limit_enabled = false;
+  flags.cache_enabled = true;
+  flags.cache_traffic_percent = 100;
+  StaticFlagSource flag_source(flags);
+  testing::FakeAuditSink audit;
+  auto cache = ScoreCache::Create(ScoreCache::Options());
+  ASSERT_TRUE(cache.ok());
+  RerankEngine::Deps deps;
+  deps.tokenizer = tok.get();
+  deps.queue = queue_a.get();
+  deps.flags = &flag_source;
+  deps.clock = RealClock::Get();
+  deps.audit = &audit;
+  deps.cache = cache->get();
+  deps.model.name = "a";
+  deps.model.version = "va";
+  RerankEngine::Options options;
+  options.max_length = 64;
+  auto engine = RerankEngine::Create(options, std::move(deps));
+  ASSERT_TRUE(engine.ok()) << engine.status();
+
+  v1::RerankRequest req;
+  req.set_query("berlin");
+  req.add_documents()->set_text("berlin is big");
+  req.add_documents()->set_text("bananas");
+  struct Outcome {
+    absl::Status status;
+    v1::RerankResponse response;
+  };
+  auto start = [&](Outcome* out) {
+    (*engine)->Rerank(req, CallInfo{}, [out](absl::Status s, v1::RerankResponse r) {
+      out->status = s;
+      out->response = std::move(r);
+    });
+  };
+  Outcome on_a;
+  start(&on_a);  // queued on A, not completed yet
+  ASSERT_EQ(queue_a->num_jobs(), 1u);
+
+  auto b = std::make_shared<ServingModel>();
+  b->info.name = "b";
+  b->info.version = "vb";
+  b->info.max_length = 32;  // caps the engine's 64
+  b->tokenizer = tok;
+  b->queue = queue_b;
+  ASSERT_TRUE((*engine)->SetModel(b).ok());
+  EXPECT_EQ((*engine)->model().version, "vb");
+  EXPECT_EQ((*engine)->MaxLengthFor(b->info), 32u);
+  Outcome on_b;
+  start(&on_b);
+  ASSERT_EQ(queue_b->num_jobs(), 1u) << "a request after the swap goes to the new model";
+  EXPECT_EQ(queue_a->num_jobs(), 1u);
+  queue_b->Complete(0, {5.0f, 6.0f});
+  queue_a->Complete(0, {1.0f, 2.0f});  // the old model answers after the swap
+  ASSERT_TRUE(on_a.status.ok()) << on_a.status;
+  EXPECT_EQ(on_a.response.model_version(), "va");
+  EXPECT_EQ(on_a.response.results(0).score(), 2.0f);
+  ASSERT_TRUE(on_b.status.ok()) << on_b.status;
+  EXPECT_EQ(on_b.response.model_version(), "vb");
+  EXPECT_EQ(on_b.response.results(0).score(), 6.0f);
+
+  // Both models' scores are cached, each under its own version: no cross-model hits.
+  Outcome cached;
+  start(&cached);
+  EXPECT_EQ(queue_b->num_jobs(), 1u) << "served from B's cache entries";
+  EXPECT_EQ(cached.response.cache_hits(), 2u);
+  EXPECT_EQ(cached.response.results(0).score(), 6.0f);
+  ASSERT_TRUE((*engine)->SetModel(std::make_shared<ServingModel>()).code() ==
+              absl::StatusCode::kInvalidArgument);
+  std::vector<std::string> versions;
+  for (const auto& e : audit.events()) {
+    if (e.event_type == "rerank") versions.push_back(e.fields["model_version"]);
+  }
+  EXPECT_THAT(versions, ::testing::ElementsAre("vb", "va", "vb"));
+}
+
+TEST(ZeroDowntimeConfigTest, NewKeysParseAndValidate) {
+  auto c = ParseConfigYaml(
+      "server: {drain_grace_ms: 5000, max_connection_age_ms: 300000, "
+      "max_connection_age_grace_ms: 2000}\nmodel: {watch_interval_ms: 1000}\n");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->server.drain_grace_ms, 5000u);
+  EXPECT_EQ(c->server.max_connection_age_ms, 300000u);
+  EXPECT_EQ(c->server.max_connection_age_grace_ms, 2000u);
+  EXPECT_EQ(c->model.watch_interval_ms, 1000u);
+  EXPECT_TRUE(ValidateConfig(*c, 0).ok());
+  Config bad = *c;
+  bad.model.watch_interval_ms = 10;
+  EXPECT_THAT(std::string(ValidateConfig(bad, 0).message()),
+              HasSubstr("model.watch_interval_ms: must be 0 (off) or >= 100, got 10"));
+  bad = *c;
+  bad.server.max_connection_age_ms = 30;
+  EXPECT_THAT(std::string(ValidateConfig(bad, 0).message()),
+              HasSubstr("server.max_connection_age_ms: must be 0 (off) or >= 1000"));
+  bad = *c;
+  bad.server.drain_grace_ms = 4000000;
+  EXPECT_THAT(std::string(ValidateConfig(bad, 0).message()),
+              HasSubstr("server.drain_grace_ms: must be <= 3600000"));
+  // Defaults: no window, no max age, no poller.
+  EXPECT_EQ(Config().server.drain_grace_ms, 0u);
+  EXPECT_EQ(Config().server.max_connection_age_ms, 0u);
+  EXPECT_EQ(Config().model.watch_interval_ms, 0u);
 }
 
 }  // namespace
