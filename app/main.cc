@@ -112,8 +112,11 @@ int main(int argc, char** argv) {
   }
   const uint32_t grace_ms = config->server.drain_grace_ms;
   const uint32_t drain_ms = config->server.drain_timeout_ms;
-  std::thread signal_waiter([&server, grace_ms, drain_ms] {
+  std::thread signal_waiter([&server, &signals, grace_ms, drain_ms] {
     pthread_setname_np(pthread_self(), "signal-wait");
+    // The one thread of ours that takes the signals (the others block them): with no pre-main
+    // thread around (OPENBLAS_NUM_THREADS=1), nobody else could run the handler.
+    pthread_sigmask(SIG_UNBLOCK, &signals, nullptr);
     const int sig = WaitForShutdownSignal();
     spdlog::info(
         "received {}: not ready; serving {} ms more (drain_grace_ms), then finishing in-flight "
