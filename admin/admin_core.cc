@@ -11,6 +11,18 @@
 #include "common/status_macros.h"
 
 namespace rerank {
+namespace {
+
+admin::v1::Model ModelToProto(const ModelIdentity& m) {
+  admin::v1::Model p;
+  p.set_name(m.name);
+  p.set_version(m.version);
+  p.set_precision(m.precision);
+  p.set_demo(m.demo);
+  return p;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<AdminCore>> AdminCore::Create(Options options, Deps deps) {
   if (deps.flags == nullptr) return absl::InvalidArgumentError("AdminCore: flags is required");
@@ -39,10 +51,14 @@ admin::v1::Health AdminCore::Health() const {
   h.set_uptime_seconds(static_cast<uint32_t>(
       std::max<int64_t>(0, absl::ToInt64Seconds(deps_.clock->Now() - deps_.start))));
   admin::v1::Model* model = h.mutable_model();
-  model->set_name(deps_.model_name);
-  model->set_version(deps_.model_version);
-  model->set_precision(deps_.precision);
-  model->set_demo(deps_.demo_model);
+  if (deps_.model_control != nullptr) {
+    *model = ModelToProto(deps_.model_control->CurrentModel());
+  } else {
+    model->set_name(deps_.model_name);
+    model->set_version(deps_.model_version);
+    model->set_precision(deps_.precision);
+    model->set_demo(deps_.demo_model);
+  }
   admin::v1::Reranker* reranker = h.mutable_reranker();
   reranker->set_enabled(flags.reranker_enabled);
   reranker->set_stage(flags.stage);
@@ -216,6 +232,24 @@ admin::v1::ReloadResponse AdminCore::Reload(const std::string& actor, const std:
                        {"error", error.ok() ? nlohmann::json(nullptr) : nlohmann::json(r.error())}};
   deps_.audit->Record("config_reload", std::move(ev));
   return r;
+}
+
+void AdminCore::ReloadModel(const admin::v1::ReloadModelRequest& request, const std::string& actor,
+                            const std::string& source, ReloadModelDone done) {
+  if (deps_.model_control == nullptr) {
+    return done(absl::UnimplementedError("model reload is not available in this server"));
+  }
+  deps_.model_control->ReloadModel(
+      request.dir(), actor, source,
+      [done = std::move(done)](absl::StatusOr<ModelReloadResult> result) {
+        if (!result.ok()) return done(result.status());
+        admin::v1::ReloadModelResponse r;
+        *r.mutable_model() = ModelToProto(result->model);
+        *r.mutable_previous() = ModelToProto(result->previous);
+        r.set_dir(result->model.dir);
+        r.set_load_ms(result->load_ms);
+        done(std::move(r));
+      });
 }
 
 }  // namespace rerank

@@ -32,6 +32,7 @@
 #include "common/audit_sink.h"
 #include "common/clock.h"
 #include "common/flag_store.h"
+#include "common/model_control.h"
 #include "common/observers.h"
 #include "common/score_cache.h"
 #include "rerank/admin/v1/admin.pb.h"
@@ -65,6 +66,9 @@ class AdminCore {
     std::string precision;  // the precision actually served (model.precision)
     bool demo_model = false;
     std::function<Readiness()> readiness;  // required
+    // Optional: the served model, changeable by a hot reload. When set, /health reports its
+    // current model (the model_* fields above are then ignored) and ReloadModel works.
+    ModelControl* model_control = nullptr;
   };
 
   // InvalidArgument naming a missing dependency.
@@ -96,6 +100,14 @@ class AdminCore {
   // Re-reads the flags file now (FlagStore::CheckNow) and records a `config_reload` audit event
   // {actor, source, reloaded, path, error}. The caller has validated `actor` (ValidateActor).
   admin::v1::ReloadResponse Reload(const std::string& actor, const std::string& source);
+
+  // Hot model reload (ModelControl::ReloadModel). The caller has Authorize()d and validated
+  // `actor`. `done` runs exactly once: inline for an immediate refusal (UNIMPLEMENTED without a
+  // ModelControl, ABORTED while another reload runs), otherwise later on the reload thread, so
+  // transports answer from it and never block on a reload.
+  using ReloadModelDone = std::function<void(absl::StatusOr<admin::v1::ReloadModelResponse>)>;
+  void ReloadModel(const admin::v1::ReloadModelRequest& request, const std::string& actor,
+                   const std::string& source, ReloadModelDone done);
 
  private:
   AdminCore(Options options, Deps deps) : options_(std::move(options)), deps_(std::move(deps)) {}

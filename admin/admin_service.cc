@@ -102,6 +102,25 @@ grpc::ServerUnaryReactor* AdminService::Reload(grpc::CallbackServerContext* cont
   });
 }
 
+grpc::ServerUnaryReactor* AdminService::ReloadModel(grpc::CallbackServerContext* context,
+                                                    const admin::v1::ReloadModelRequest* request,
+                                                    admin::v1::ReloadModelResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status s = core_->Authorize(AdminTokenFromHeaders(Metadata(*context, "authorization"),
+                                                          Metadata(*context, "x-admin-token")));
+  if (s.ok()) s = ValidateActor(ActorOr(*request));
+  if (!s.ok()) {
+    reactor->Finish(ToGrpcStatus(s));
+    return reactor;
+  }
+  core_->ReloadModel(*request, ActorOr(*request), "admin-grpc",
+                     [reactor, response](absl::StatusOr<admin::v1::ReloadModelResponse> r) {
+                       if (r.ok()) *response = *std::move(r);
+                       reactor->Finish(ToGrpcStatus(r.status()));
+                     });
+  return reactor;
+}
+
 // ---- AdminGrpcServer ----
 
 AdminGrpcServer::AdminGrpcServer(AdminCore* core)

@@ -6,8 +6,13 @@
 // threads (which the data plane's handlers use too): each call is queued to the server's own
 // worker thread ("admin-grpc"), which runs it and finishes the reactor.
 //
-// Token: metadata `authorization: Bearer <t>` or `x-admin-token: <t>` for SetStage, SetFlags and
-// Reload (see AdminCore::Authorize); the status codes are the ones documented in admin.proto.
+// ReloadModel is the exception: a model load takes seconds, so it is not queued to that worker
+// (it would hold up GetStats); AdminCore::ReloadModel runs it on the reload thread, which
+// finishes the reactor.
+//
+// Token: metadata `authorization: Bearer <t>` or `x-admin-token: <t>` for SetStage, SetFlags,
+// Reload and ReloadModel (see AdminCore::Authorize); the status codes are the ones documented in
+// admin.proto.
 //
 // Thread-safe. `core` is not owned and must outlive the server.
 #ifndef RERANK_ADMIN_ADMIN_SERVICE_H_
@@ -51,6 +56,9 @@ class AdminService final : public admin::v1::Admin::CallbackService {
   grpc::ServerUnaryReactor* Reload(grpc::CallbackServerContext* context,
                                    const admin::v1::ReloadRequest* request,
                                    admin::v1::ReloadResponse* response) override;
+  grpc::ServerUnaryReactor* ReloadModel(grpc::CallbackServerContext* context,
+                                        const admin::v1::ReloadModelRequest* request,
+                                        admin::v1::ReloadModelResponse* response) override;
 
  private:
   // Queues `work` (which returns the call's status) and finishes the reactor with its result;

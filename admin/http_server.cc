@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/notification.h"
 #include "common/proto_json.h"
 #include "common/status_macros.h"
 
@@ -37,6 +38,12 @@ int HttpStatusFor(const absl::Status& s) {
       return 403;
     case absl::StatusCode::kNotFound:
       return 404;
+    case absl::StatusCode::kAborted:
+      return 409;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    case absl::StatusCode::kUnavailable:
+      return 503;
     default:
       return 500;
   }
@@ -95,11 +102,28 @@ AdminHttpResponse PostReload(AdminCore& core, const AdminHttpRequest& req) {
   return Json(200, core.Reload(*actor, "admin-http"));
 }
 
+using Respond = std::function<void(AdminHttpResponse)>;
+
+// POST /model/reload: answers from the reload thread once the new model serves (or failed).
+void PostModelReload(AdminCore& core, const AdminHttpRequest& req, Respond respond) {
+  admin::v1::ReloadModelRequest reload;
+  if (std::optional<AdminHttpResponse> err = ParseBody(req.body, &reload)) return respond(*err);
+  absl::StatusOr<std::string> actor = Actor(reload, "admin-http");
+  if (!actor.ok()) return respond(FromStatus(actor.status()));
+  core.ReloadModel(
+      reload, *actor, "admin-http",
+      [respond = std::move(respond)](absl::StatusOr<admin::v1::ReloadModelResponse> r) {
+        respond(r.ok() ? Json(200, *r) : FromStatus(r.status()));
+      });
+}
+
 struct Route {
   const char* path;
   const char* method;
   bool needs_token;
+  // Exactly one of: answers inline, or answers through `respond` (maybe later, another thread).
   AdminHttpResponse (*handler)(AdminCore&, const AdminHttpRequest&);
+  void (*async_handler)(AdminCore&, const AdminHttpRequest&, Respond) = nullptr;
 };
 
 const Route kRoutes[] = {
@@ -133,11 +157,14 @@ const Route kRoutes[] = {
      [](AdminCore& core, const AdminHttpRequest&) { return Json(200, core.FlagsView()); }},
     {"/flags", "POST", true, PostFlags},
     {"/reload", "POST", true, PostReload},
+    {"/model/reload", "POST", true, nullptr, PostModelReload},
 };
 
 }  // namespace
 
-AdminHttpResponse HandleAdminHttp(AdminCore& core, const AdminHttpRequest& req) {
+void RouteAdminHttp(AdminCore& core, const AdminHttpRequest& req,
+                    std::function<void(AdminHttpResponse)> respond) {
+  AdminHttpResponse r;
   try {
     std::vector<std::string> allowed;
     for (const Route& route : kRoutes) {
@@ -150,26 +177,43 @@ AdminHttpResponse HandleAdminHttp(AdminCore& core, const AdminHttpRequest& req) 
         absl::Status auth = core.Authorize(
             AdminTokenFromHeaders(Header(req, "authorization"), Header(req, "x-admin-token")));
         if (!auth.ok()) {
-          AdminHttpResponse r = FromStatus(auth);
+          r = FromStatus(auth);
           if (r.status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer");
-          return r;
+          return respond(std::move(r));
         }
       }
-      return route.handler(core, req);
+      if (route.async_handler != nullptr) return route.async_handler(core, req, std::move(respond));
+      return respond(route.handler(core, req));
     }
     if (!allowed.empty()) {
-      AdminHttpResponse r =
-          Error(405, absl::StrCat("method ", req.method, " not allowed on ", req.path, "; use ",
+      r = Error(405, absl::StrCat("method ", req.method, " not allowed on ", req.path, "; use ",
                                   absl::StrJoin(allowed, " or ")));
       r.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
-      return r;
+      return respond(std::move(r));
     }
-    return Error(404, absl::StrCat("no such endpoint: ", req.path,
-                                   " (try /health, /live, /ready, /metrics, /flags, /reload)"));
+    r = Error(404, absl::StrCat("no such endpoint: ", req.path,
+                                " (try /health, /live, /ready, /metrics, /flags, /reload, "
+                                "/model/reload)"));
   } catch (const std::exception& e) {
     // json type errors and the like: an adapter boundary, never let them escape.
-    return Error(500, absl::StrCat("internal error: ", e.what()));
+    r = Error(500, absl::StrCat("internal error: ", e.what()));
   }
+  if (respond) respond(std::move(r));
+}
+
+AdminHttpResponse HandleAdminHttp(AdminCore& core, const AdminHttpRequest& req) {
+  // The answer may come from another thread (POST /model/reload): wait for it.
+  struct Answer {
+    absl::Notification done;
+    AdminHttpResponse response;
+  };
+  auto answer = std::make_shared<Answer>();
+  RouteAdminHttp(core, req, [answer](AdminHttpResponse r) {
+    answer->response = std::move(r);
+    answer->done.Notify();
+  });
+  answer->done.WaitForNotification();
+  return std::move(answer->response);
 }
 
 // ---- Transport ----
@@ -190,13 +234,16 @@ absl::StatusOr<std::unique_ptr<AdminHttpServer>> AdminHttpServer::Start(const Op
   o.max_body_bytes = options.max_body_bytes;
   o.request_timeout_ms = options.request_timeout_ms;
   o.idle_timeout_ms = options.idle_timeout_ms;
-  // Every handler is a bounded, non-blocking call into the core: run it on the I/O thread.
+  // Every route but POST /model/reload is a bounded, non-blocking call into the core, answered
+  // on the I/O thread; a model reload answers later from the reload thread.
   absl::StatusOr<std::unique_ptr<HttpServer>> http =
-      HttpServer::Start(std::move(o), SyncHttpHandler([core](const HttpRequest& request) {
-                          AdminHttpResponse r = HandleAdminHttp(*core, request);
-                          r.headers.emplace_back("Cache-Control", "no-store");
-                          return r;
-                        }));
+      HttpServer::Start(std::move(o), [core](HttpRequest request, HttpResponder responder) {
+        auto shared = std::make_shared<HttpResponder>(std::move(responder));
+        RouteAdminHttp(*core, request, [shared](AdminHttpResponse r) {
+          r.headers.emplace_back("Cache-Control", "no-store");
+          shared->Respond(std::move(r));
+        });
+      });
   if (!http.ok()) return http.status();
   return std::unique_ptr<AdminHttpServer>(new AdminHttpServer(*std::move(http)));
 }

@@ -9,10 +9,14 @@
 //   POST /flags    token; UpdateFlagsRequest {"stage": s, "actor": a} or {"flags": {patch},
 //                  "actor": a} -> FlagsView
 //   POST /reload   token; ReloadRequest {"actor": a} -> ReloadResponse
+//   POST /model/reload  token; ReloadModelRequest {"dir": d, "actor": a} -> ReloadModelResponse
+//                  once the new model serves (the reload runs in the background; the answer
+//                  comes from the reload thread, never blocking an I/O thread). 404 / 400 for a
+//                  broken model (the old one keeps serving), 409 while another reload runs.
 // Errors are Error {"error": "..."}: 400 bad JSON / unknown stage / invalid value (naming the
 // key) / malformed HTTP, 401 missing or wrong token, 403 no token configured, 404 unknown path,
 // 405 wrong method (with an Allow header), 408 request not completed in request_timeout_ms,
-// 413 body too large, 431 headers too large, 503 too many open connections.
+// 413 body too large, 431 headers too large, 503 too many open connections or shutting down.
 //
 // Transport: the shared asynchronous HTTP layer (common/http/http_server.h, Boost.Beast):
 // keep-alive, pipelining, "Expect: 100-continue", chunked or Content-Length bodies; an absolute
@@ -24,15 +28,16 @@
 //
 // Threads: `threads` I/O threads ("admin-http-<i>"), owned and joined, separate from the data
 // plane's; handlers run on them and do bounded work (a snapshot, a flags-file write), so they
-// never hold up reranking. Start() binds before returning, so the bound port is known (listen
-// port 0 is allowed). Stop() (and the destructor) stops accepting at once, closes connections
-// that are idle or still sending a request, lets requests being handled finish, and joins every
-// thread.
+// never hold up reranking. A model reload is answered from the reload thread. Start() binds before
+// returning, so the bound port is known (listen port 0 is allowed). Stop() (and the destructor)
+// stops accepting at once, closes connections that are idle or still sending a request, lets
+// requests being handled finish, and joins every thread.
 //
 // Thread-safe. `core` is not owned and must outlive the server.
 #ifndef RERANK_ADMIN_HTTP_SERVER_H_
 #define RERANK_ADMIN_HTTP_SERVER_H_
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -48,7 +53,11 @@ namespace rerank {
 using AdminHttpRequest = HttpRequest;
 using AdminHttpResponse = HttpResponse;
 
-// The router: pure function of the request and the core's state. Never throws.
+// The router. Calls `respond` exactly once: inline for every route but POST /model/reload, which
+// answers later from the reload thread. Never throws.
+void RouteAdminHttp(AdminCore& core, const AdminHttpRequest& request,
+                    std::function<void(AdminHttpResponse)> respond);
+// RouteAdminHttp waiting for the answer (blocks for the length of a model reload): for tests.
 AdminHttpResponse HandleAdminHttp(AdminCore& core, const AdminHttpRequest& request);
 
 class AdminHttpServer {

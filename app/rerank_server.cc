@@ -86,32 +86,18 @@ int RerankServer::admin_grpc_port() const { return impl_->admin_grpc_port; }
 absl::Status RerankServer::Impl::Build() {
   clock = options.clock != nullptr ? options.clock : RealClock::Get();
   start_time = clock->Now();
-  RETURN_IF_ERROR(LoadModel());
   RETURN_IF_ERROR(InitAudit());
   RETURN_IF_ERROR(InitFlags());
   RETURN_IF_ERROR(InitCacheAndRateLimiter());
   RETURN_IF_ERROR(InitObservability());
-  RETURN_IF_ERROR(InitBatcher());
+  RETURN_IF_ERROR(InitModel());
   RETURN_IF_ERROR(InitEngine());
   RETURN_IF_ERROR(StartAdmin());
   if (options.on_admin_listening) options.on_admin_listening(admin_http_port, admin_grpc_port);
-  if (config.model.warmup) RETURN_IF_ERROR(Warmup());
-  return StartDataPlane();
-}
-
-absl::Status RerankServer::Impl::LoadModel() {
-  ASSIGN_OR_RETURN(model, LoadModelInfo(config.model.dir));
-  if (model.demo) {
-    spdlog::warn(
-        "model '{}' in {} has RANDOM demo weights: its scores are meaningless. Export a real "
-        "checkpoint with: /usr/bin/python3 tools/export_model.py --checkpoint <hf_dir> --out "
-        "<model_dir>, then set model.dir (or RERANKER_MODEL_DIR).",
-        model.name, model.dir);
-  }
-  WordPieceTokenizer::Options tok;
-  tok.vocab_path = model.vocab_path();
-  tok.lowercase = model.lowercase;
-  ASSIGN_OR_RETURN(tokenizer, WordPieceTokenizer::Create(tok));
+  if (config.model.warmup) RETURN_IF_ERROR(models->WarmupCurrent());
+  RETURN_IF_ERROR(StartDataPlane());
+  // Reloads (admin calls, the model.dir poller) only once the first model serves.
+  models->Start([this](const std::shared_ptr<const ServingModel>& m) { return SwapModel(m); });
   return absl::OkStatus();
 }
 
@@ -154,7 +140,6 @@ absl::Status RerankServer::Impl::InitObservability() {
   mo.target_latency = absl::Milliseconds(config.rerank.target_latency_ms);
   mo.max_client_series = static_cast<int>(config.admin.metrics_max_clients);
   ASSIGN_OR_RETURN(metrics, ServiceMetrics::Create(mo, registry.get()));
-  metrics->SetModelInfo(model.name, model.version, config.model.precision);
   LiveStats::Options lo;
   lo.window = absl::Seconds(config.admin.stats_window_seconds);
   lo.target_latency = absl::Milliseconds(config.rerank.target_latency_ms);
@@ -166,43 +151,38 @@ absl::Status RerankServer::Impl::InitObservability() {
   return absl::OkStatus();
 }
 
-absl::Status RerankServer::Impl::InitBatcher() {
-  const ExecutionConfig& e = config.execution;
-  ScorerFactory factory = options.scorer_factory;
-  if (!factory) {
-    // OpenBLAS's pool is process-wide: intra_op_threads with one worker, 1 with several.
-    const int threads = static_cast<int>(e.intra_op_threads);
-    InitTorchRuntime(threads, e.workers == 1 ? threads : 1);
-    TorchScorer::Options so;
-    so.model_path = model.model_path();
-    so.precision = config.model.precision;
-    so.intra_op_threads = threads;
-    factory = [so]() -> absl::StatusOr<std::unique_ptr<Scorer>> {
-      ASSIGN_OR_RETURN(std::unique_ptr<TorchScorer> scorer, TorchScorer::Create(so));
-      return std::unique_ptr<Scorer>(std::move(scorer));
-    };
-  }
+absl::Status RerankServer::Impl::InitModel() {
+  ModelManager::Options mo;
+  mo.model = config.model;
+  mo.execution = config.execution;
+  mo.retire_timeout = absl::Milliseconds(config.server.drain_timeout_ms);
+  ModelManager::Deps md;
+  md.clock = clock;
+  md.audit = audit.get();
+  md.batcher_observer = batcher_observers.get();
+  md.scorer_factory = options.scorer_factory;
   if (const TestingConfig& t = config.testing; t.inject_latency_ms > 0) {
     LatencyFaultOptions lo;
     lo.delay = absl::Milliseconds(t.inject_latency_ms);
     lo.from_stage = t.inject_latency_from_stage;
-    ASSIGN_OR_RETURN(factory, WithLatencyFault(std::move(factory), std::move(lo), flags.get()));
+    const FlagSource* source = flags.get();
+    md.wrap_scorer_factory = [lo, source](ScorerFactory inner) {
+      return WithLatencyFault(std::move(inner), lo, source);
+    };
     spdlog::warn("TEST-ONLY latency fault on: +{} ms per model forward {}", t.inject_latency_ms,
                  t.inject_latency_from_stage.empty()
                      ? std::string("at every stage")
                      : absl::StrCat("from stage ", t.inject_latency_from_stage, " on"));
   }
-  Batcher::Options bo;
-  bo.workers = static_cast<int>(e.workers);
-  bo.max_batch_pairs = static_cast<int>(e.max_batch_pairs);
-  bo.max_batch_tokens = e.max_batch_tokens;
-  bo.max_queue_delay = absl::Microseconds(e.max_queue_delay_us);
-  bo.max_queue_pairs = static_cast<int>(e.max_queue_pairs);
-  bo.pad_id = tokenizer->pad_id();
-  ASSIGN_OR_RETURN(batcher,
-                   Batcher::Create(bo, std::move(factory), clock, batcher_observers.get()));
-  spdlog::info("model '{}' version {} loaded: {} worker(s) x {} thread(s), precision {}",
-               model.name, model.version, e.workers, e.intra_op_threads, config.model.precision);
+  ASSIGN_OR_RETURN(models, ModelManager::Create(std::move(mo), std::move(md)));
+  const ModelIdentity m = models->CurrentModel();
+  metrics->SetModelInfo(m.name, m.version, m.precision);
+  return absl::OkStatus();
+}
+
+absl::Status RerankServer::Impl::SwapModel(const std::shared_ptr<const ServingModel>& m) {
+  RETURN_IF_ERROR(engine->SetModel(m));
+  metrics->SetModelInfo(m->info.name, m->info.version, config.model.precision);
   return absl::OkStatus();
 }
 
@@ -214,24 +194,26 @@ absl::Status RerankServer::Impl::InitEngine() {
   eo.max_query_bytes = r.max_query_bytes;
   eo.max_document_bytes = r.max_document_bytes;
   eo.max_batch_requests = r.max_batch_requests;
-  eo.max_length = std::min(config.model.max_length, model.max_length);
+  eo.max_length = config.model.max_length;  // the engine caps it per model
   eo.chunk_long_documents = r.long_document_mode == "chunk_max";
   eo.max_chunks_per_doc = r.max_chunks_per_doc;
   eo.chunk_overlap_tokens = r.chunk_overlap_tokens;
   eo.sigmoid_by_default = config.model.score_activation == "sigmoid";
   eo.include_query_text_in_audit = config.audit.include_query_text;
+  const std::shared_ptr<const ServingModel> initial = models->current();
   RerankEngine::Deps deps;
-  deps.tokenizer = tokenizer.get();
-  deps.queue = batcher.get();
+  deps.tokenizer = initial->tokenizer.get();
+  deps.queue = initial->queue.get();
   deps.flags = flags.get();
   deps.clock = clock;
   deps.audit = audit.get();
   deps.cache = cache.get();
   deps.rate_limiter = rate_limiter.get();
   deps.observer = request_observers.get();
-  deps.model = model;
+  deps.model = initial->info;
   ASSIGN_OR_RETURN(engine, RerankEngine::Create(eo, std::move(deps)));
-  return absl::OkStatus();
+  // The owning handles of the same bundle, so it stays alive across a swap for its requests.
+  return engine->SetModel(initial);
 }
 
 absl::Status RerankServer::Impl::ResolveAdminToken() {
@@ -255,7 +237,7 @@ absl::Status RerankServer::Impl::StartAdmin() {
   sources.rate_limiter = rate_limiter.get();
   sources.audit = audit.get();
   sources.flags = flags.get();
-  sources.queue = batcher.get();
+  sources.queue = models.get();
   sources.ready = [this] { return GetReadiness().ready; };
   sources.clock = clock;
   sources.start = start_time;
@@ -272,10 +254,8 @@ absl::Status RerankServer::Impl::StartAdmin() {
   ad.metrics = metrics.get();
   ad.clock = clock;
   ad.start = start_time;
-  ad.model_name = model.name;
-  ad.model_version = model.version;
   ad.precision = config.model.precision;
-  ad.demo_model = model.demo;
+  ad.model_control = models.get();  // /health's model; POST /model/reload, ReloadModel
   ad.readiness = [this] { return GetReadiness(); };
   ASSIGN_OR_RETURN(admin_core, AdminCore::Create(std::move(ao), std::move(ad)));
 
@@ -298,38 +278,6 @@ absl::Status RerankServer::Impl::StartAdmin() {
   return absl::OkStatus();
 }
 
-absl::Status RerankServer::Impl::Warmup() {
-  // A few forwards of different shapes so the first real request does not pay for oneDNN
-  // kernel creation and allocator growth.
-  const int64_t max_len = std::min<int64_t>(engine->options().max_length, 256);
-  for (int64_t len : {int64_t{16}, max_len / 2, max_len}) {
-    auto job = std::make_shared<ScoringJob>();
-    const int rows = std::min(8, static_cast<int>(config.execution.max_queue_pairs));
-    for (int r = 0; r < rows; ++r) {
-      Encoding e;
-      e.input_ids.assign(len, tokenizer->unk_id());
-      e.input_ids.front() = tokenizer->cls_id();
-      e.input_ids.back() = tokenizer->sep_id();
-      e.input_ids[r % (len - 1)] =
-          r + 1000 < static_cast<int64_t>(tokenizer->vocab_size()) ? r + 1000 : 1;
-      e.token_type_ids.assign(len, 0);
-      job->rows.push_back(std::move(e));
-    }
-    absl::Notification done;
-    absl::Status result;
-    job->done = [&](absl::StatusOr<std::vector<float>> s) {
-      result = s.status();
-      done.Notify();
-    };
-    RETURN_IF_ERROR(batcher->Submit(job));
-    done.WaitForNotification();
-    if (!result.ok()) {
-      return absl::Status(result.code(), absl::StrCat("model warmup failed: ", result.message()));
-    }
-  }
-  return absl::OkStatus();
-}
-
 absl::Status RerankServer::Impl::StartDataPlane() {
   const ServerConfig& s = config.server;
   service = std::make_unique<RerankService>(engine.get());
@@ -338,6 +286,15 @@ absl::Status RerankServer::Impl::StartDataPlane() {
   grpc::ServerBuilder builder;
   // A port already in use is an error, not silently shared with another process.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  if (s.max_connection_age_ms > 0) {
+    // GOAWAY after this age: clients reconnect, re-resolve dns:/// and spread onto replicas
+    // that joined since; the grace lets calls on the old connection finish.
+    constexpr uint32_t kIntMax = 0x7fffffff;
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               static_cast<int>(std::min(s.max_connection_age_ms, kIntMax)));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               static_cast<int>(std::min(s.max_connection_age_grace_ms, kIntMax)));
+  }
   builder.AddListeningPort(s.listen, grpc::InsecureServerCredentials(), &data_port);
   builder.SetMaxReceiveMessageSize(static_cast<int>(s.max_message_bytes));
   builder.RegisterService(service.get());
@@ -348,6 +305,7 @@ absl::Status RerankServer::Impl::StartDataPlane() {
   grpc_server->GetHealthCheckService()->SetServingStatus(true);
   grpc_server->GetHealthCheckService()->SetServingStatus("rerank.v1.Reranker", true);
   ready.store(true);
+  const ModelIdentity model = models->CurrentModel();
   audit->Record("startup", {{"model_name", model.name},
                             {"model_version", model.version},
                             {"demo_model", model.demo},
@@ -369,18 +327,34 @@ void RerankServer::Impl::Shutdown() {
     stopped.WaitForNotification();
     return;
   }
+  // 1. Not ready at once: /ready 503 "draining", grpc.health.v1 NOT_SERVING (every service), so
+  //    load balancers and health-checking clients stop sending new work here.
   ready.store(false);
-  const absl::Duration drain = absl::Milliseconds(config.server.drain_timeout_ms);
   if (grpc_server != nullptr) grpc_server->GetHealthCheckService()->SetServingStatus(false);
-  bool drained = true;
-  if (batcher != nullptr) drained = batcher->Drain(drain);
-  if (grpc_server != nullptr) {
-    grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  // 2. The drain window: the data port keeps accepting and serving while traffic moves away.
+  const absl::Duration grace = absl::Milliseconds(config.server.drain_grace_ms);
+  if (grpc_server != nullptr && grace > absl::ZeroDuration()) {
+    spdlog::info("draining: not ready; still serving for server.drain_grace_ms ({} ms)",
+                 config.server.drain_grace_ms);
+    absl::SleepFor(grace);
   }
-  if (batcher != nullptr) batcher->Stop();
+  // 3. Stop accepting (GOAWAY) and let in-flight requests finish, the model's workers running,
+  //    up to server.drain_timeout_ms; what is left then is cancelled.
+  bool drained = true;
+  if (grpc_server != nullptr) {
+    const auto deadline = std::chrono::system_clock::now() +
+                          std::chrono::milliseconds(config.server.drain_timeout_ms);
+    grpc_server->Shutdown(deadline);
+    drained = std::chrono::system_clock::now() < deadline;
+  }
+  // 4. No more reloads; stop the workers (queued leftovers fail UNAVAILABLE).
+  if (models != nullptr) models->Stop();
   if (flags != nullptr) flags->Stop();
+  // 5. Flush the audit log.
   if (audit != nullptr) {
-    audit->Record("shutdown", {{"drained", drained}});
+    audit->Record("shutdown", {{"drained", drained},
+                               {"drain_grace_ms", config.server.drain_grace_ms},
+                               {"drain_timeout_ms", config.server.drain_timeout_ms}});
     audit->Shutdown();
   }
   if (grpc_server != nullptr) grpc_server->Wait();

@@ -7,9 +7,12 @@
 //
 // Lifecycle: BuildAndStart() loads the model, starts the admin servers (so /live answers and
 // /ready says "warming up" during warmup), warms the model and starts serving; only then is it
-// ready. Shutdown() marks it not ready (/ready 503 "draining"), drains (health NOT_SERVING,
-// finish queued work up to server.drain_timeout_ms, stop the data listener, flush the audit log)
-// and stops the admin servers last. Wait() blocks until Shutdown() has finished.
+// ready; then hot model reloads are accepted (app/model_manager.h). Shutdown() (SIGTERM) turns
+// not ready at once (/ready 503 "draining", grpc.health.v1 NOT_SERVING) while the data port keeps
+// serving for server.drain_grace_ms, so load balancers move away; then it stops accepting
+// (GOAWAY), lets in-flight requests finish for up to server.drain_timeout_ms, stops the model's
+// workers, flushes the audit log (a `shutdown` event) and stops the admin servers last. Wait()
+// blocks until Shutdown() has finished.
 //
 // Thread-safe. Shutdown() is idempotent; not from a gRPC callback.
 #ifndef RERANK_APP_RERANK_SERVER_H_
@@ -46,7 +49,8 @@ class RerankServer {
   RerankServer(const RerankServer&) = delete;
   RerankServer& operator=(const RerankServer&) = delete;
 
-  // Drains and stops. Safe to call more than once and from any thread but a gRPC callback.
+  // Drains and stops (see the file comment; takes up to drain_grace_ms + drain_timeout_ms).
+  // Safe to call more than once and from any thread but a gRPC callback.
   void Shutdown();
   // Blocks until Shutdown() has completed (called from another thread, e.g. a signal waiter).
   void Wait();

@@ -17,16 +17,14 @@
 #include "admin/http_server.h"
 #include "admin/live_stats.h"
 #include "admin/service_metrics.h"
+#include "app/model_manager.h"
 #include "app/rerank_server.h"
 #include "common/audit_log.h"
 #include "common/flag_store.h"
 #include "common/rate_limiter.h"
 #include "common/score_cache.h"
-#include "server/batcher.h"
-#include "server/model_info.h"
 #include "server/rerank_engine.h"
 #include "server/rerank_service.h"
-#include "server/tokenizer.h"
 
 namespace prometheus {
 class Registry;
@@ -39,17 +37,17 @@ struct RerankServer::Impl {
 
   // Build steps, in order; each fills the members below it.
   absl::Status Build();
-  absl::Status LoadModel();
   absl::Status InitAudit();
   absl::Status InitFlags();
   absl::Status InitCacheAndRateLimiter();
   absl::Status InitObservability();
-  absl::Status InitBatcher();
+  absl::Status InitModel();
   absl::Status InitEngine();
   absl::Status StartAdmin();
   absl::Status ResolveAdminToken();
-  absl::Status Warmup();
   absl::Status StartDataPlane();
+  // A hot reload's new bundle: into the engine and the metrics (ModelManager's SwapFn).
+  absl::Status SwapModel(const std::shared_ptr<const ServingModel>& model);
   void Shutdown();
   Readiness GetReadiness() const;
 
@@ -57,8 +55,6 @@ struct RerankServer::Impl {
   const Config& config;
   Clock* clock = nullptr;
   absl::Time start_time;
-  ModelInfo model;
-  std::unique_ptr<WordPieceTokenizer> tokenizer;
   std::unique_ptr<AuditLog> audit;
   std::unique_ptr<FlagStore> flags;
   std::unique_ptr<ScoreCache> cache;
@@ -69,7 +65,8 @@ struct RerankServer::Impl {
   std::unique_ptr<LiveStats> live_stats;
   std::unique_ptr<CompositeRequestObserver> request_observers;
   std::unique_ptr<CompositeBatcherObserver> batcher_observers;
-  std::unique_ptr<Batcher> batcher;
+  // The served model bundles (tokenizer + batcher of replicas), swapped by hot reloads.
+  std::unique_ptr<ModelManager> models;
   std::unique_ptr<RerankEngine> engine;
   std::unique_ptr<RerankService> service;
   std::unique_ptr<grpc::Server> grpc_server;

@@ -36,12 +36,16 @@ std::map<std::string, FieldPtr> FieldTable(Config* c) {
   return {
       {"server.listen", &c->server.listen},
       {"server.max_message_bytes", &c->server.max_message_bytes},
+      {"server.drain_grace_ms", &c->server.drain_grace_ms},
       {"server.drain_timeout_ms", &c->server.drain_timeout_ms},
+      {"server.max_connection_age_ms", &c->server.max_connection_age_ms},
+      {"server.max_connection_age_grace_ms", &c->server.max_connection_age_grace_ms},
       {"model.dir", &c->model.dir},
       {"model.precision", &c->model.precision},
       {"model.max_length", &c->model.max_length},
       {"model.score_activation", &c->model.score_activation},
       {"model.warmup", &c->model.warmup},
+      {"model.watch_interval_ms", &c->model.watch_interval_ms},
       {"execution.workers", &c->execution.workers},
       {"execution.intra_op_threads", &c->execution.intra_op_threads},
       {"execution.max_batch_pairs", &c->execution.max_batch_pairs},
@@ -295,6 +299,23 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
   if (c.server.listen.empty())
     return absl::InvalidArgumentError("server.listen: must not be empty");
   if (c.model.dir.empty()) return absl::InvalidArgumentError("model.dir: must not be empty");
+  if (c.model.watch_interval_ms != 0 && c.model.watch_interval_ms < 100) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "model.watch_interval_ms: must be 0 (off) or >= 100, got ", c.model.watch_interval_ms));
+  }
+  // gRPC enforces a 1 s floor on connection age anyway; a smaller value is a typo (seconds?).
+  if (c.server.max_connection_age_ms != 0 && c.server.max_connection_age_ms < 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("server.max_connection_age_ms: must be 0 (off) or >= 1000, got ",
+                     c.server.max_connection_age_ms));
+  }
+  // Both windows are spent inside the orchestrator's grace period; an hour is clearly a typo.
+  constexpr uint32_t kMaxDrainMs = 3600 * 1000;
+  if (c.server.drain_grace_ms > kMaxDrainMs || c.server.drain_timeout_ms > kMaxDrainMs) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        c.server.drain_grace_ms > kMaxDrainMs ? "server.drain_grace_ms" : "server.drain_timeout_ms",
+        ": must be <= ", kMaxDrainMs, " (one hour)"));
+  }
   if (!c.admin.token.empty() && c.admin.token.size() < kMinAdminTokenBytes) {
     // The length only, never the token itself: config errors end up in logs.
     return absl::InvalidArgumentError(absl::StrCat("admin.token: must be at least ",

@@ -22,7 +22,19 @@ namespace rerank {
 struct ServerConfig {
   std::string listen = "0.0.0.0:50051";    // data-plane gRPC (Reranker, health, reflection)
   uint32_t max_message_bytes = 64u << 20;  // gRPC max receive size
-  uint32_t drain_timeout_ms = 10000;       // SIGTERM: finish in-flight work for up to this long
+  // SIGTERM, step 1: /ready turns 503 and grpc.health.v1 NOT_SERVING at once, but the data port
+  // keeps accepting and serving for this long, so load balancers (kube endpoints, client-side
+  // health checks) move traffic away before the listener closes. 0: no window (local runs).
+  uint32_t drain_grace_ms = 0;
+  // SIGTERM, step 2: the listener closes (GOAWAY) and in-flight requests finish for up to this
+  // long; whatever is still running then is cancelled.
+  uint32_t drain_timeout_ms = 10000;
+  // A client connection older than this gets GOAWAY (GRPC_ARG_MAX_CONNECTION_AGE_MS), so
+  // long-lived clients re-resolve `dns:///` and spread onto new replicas. 0: never.
+  uint32_t max_connection_age_ms = 0;
+  // After that GOAWAY, calls on the old connection get this long to finish
+  // (GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS). Only used with max_connection_age_ms.
+  uint32_t max_connection_age_grace_ms = 10000;
 };
 
 struct ModelConfig {
@@ -31,6 +43,9 @@ struct ModelConfig {
   uint32_t max_length = 512;                  // tokens per pair; capped by model.yaml's max_length
   std::string score_activation = "raw";       // raw | sigmoid (default when a request says nothing)
   bool warmup = true;                         // run forwards before reporting ready
+  // How often model.dir's files (model.pt, vocab.txt, model.yaml: mtime + size) are checked;
+  // a change hot-reloads the model (like POST /model/reload). 0: never (reload on demand only).
+  uint32_t watch_interval_ms = 0;
 };
 
 struct ExecutionConfig {

@@ -36,4 +36,22 @@ absl::StatusOr<ModelInfo> LoadModelInfo(const std::string& dir) {
   return info;
 }
 
+std::string ModelDirFingerprint(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::string out;
+  for (const char* name : {"model.pt", "vocab.txt", "model.yaml"}) {
+    std::error_code ec;
+    const fs::path p = fs::path(dir) / name;
+    const uintmax_t size = fs::file_size(p, ec);
+    if (ec) {
+      absl::StrAppend(&out, name, "=-;");
+      continue;
+    }
+    const auto mtime = fs::last_write_time(p, ec);
+    absl::StrAppend(&out, name, "=", size, "@",
+                    ec ? 0 : static_cast<int64_t>(mtime.time_since_epoch().count()), ";");
+  }
+  return out;
+}
+
 }  // namespace rerank

@@ -25,6 +25,11 @@ struct ModelInfo {
 // Reads <dir>/model.yaml and checks model.pt and vocab.txt exist. Errors name the file and key.
 absl::StatusOr<ModelInfo> LoadModelInfo(const std::string& dir);
 
+// A cheap change detector for a model directory (no hashing of a large model.pt): the size and
+// modification time of model.pt, vocab.txt and model.yaml, as text. A missing file reads as
+// "-", so a directory in the middle of being replaced differs from both its old and new state.
+std::string ModelDirFingerprint(const std::string& dir);
+
 }  // namespace rerank
 
 #endif  // RERANK_SERVER_MODEL_INFO_H_

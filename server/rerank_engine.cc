@@ -57,8 +57,7 @@ struct RerankEngine::SubPlan {
   int cache_lookups = 0;
   int cache_hits = 0;
   int rows = 0;
-  std::string model_name;
-  std::string model_version;
+  const ActiveModel* model = nullptr;  // the run's (RunState::model keeps it alive)
 };
 
 struct RerankEngine::RunState {
@@ -66,7 +65,8 @@ struct RerankEngine::RunState {
   CallInfo call;
   absl::Time start;
   std::shared_ptr<const FeatureFlags> flags;
-  std::string batch_request_id;  // RerankBatch only
+  std::shared_ptr<const ActiveModel> model;  // taken once at the start, used to the end
+  std::string batch_request_id;              // RerankBatch only
   std::vector<SubPlan> plans;
   std::vector<Encoding> rows;
   std::vector<v1::RerankResponse> responses;
@@ -75,9 +75,40 @@ struct RerankEngine::RunState {
 };
 
 RerankEngine::RerankEngine(const Options& options, Deps deps)
-    : options_(options), deps_(std::move(deps)) {
-  cache_namespace_ = absl::StrCat(deps_.model.version, "|L", options_.max_length);
+    : options_(options), deps_(std::move(deps)) {}
+
+uint32_t RerankEngine::MaxLengthFor(const ModelInfo& model) const {
+  return std::min(options_.max_length, model.max_length);
 }
+
+absl::Status RerankEngine::SetModel(std::shared_ptr<const ServingModel> model) {
+  if (model == nullptr || model->tokenizer == nullptr || model->queue == nullptr) {
+    return absl::InvalidArgumentError("RerankEngine::SetModel: tokenizer and queue are required");
+  }
+  if (MaxLengthFor(model->info) < 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(model->info.dir, "/model.yaml: max_length: must be >= 8"));
+  }
+  auto active = std::make_shared<ActiveModel>();
+  active->max_length = MaxLengthFor(model->info);
+  // The model version is part of every cache key: a new model never serves the old one's scores.
+  active->cache_namespace = absl::StrCat(model->info.version, "|L", active->max_length);
+  active->serving = std::move(model);
+  absl::MutexLock lock(&model_mu_);
+  model_ = std::move(active);
+  return absl::OkStatus();
+}
+
+std::shared_ptr<const RerankEngine::ActiveModel> RerankEngine::CurrentModel() const {
+  absl::MutexLock lock(&model_mu_);
+  return model_;
+}
+
+std::shared_ptr<const ServingModel> RerankEngine::serving_model() const {
+  return CurrentModel()->serving;
+}
+
+ModelInfo RerankEngine::model() const { return CurrentModel()->serving->info; }
 
 absl::StatusOr<std::unique_ptr<RerankEngine>> RerankEngine::Create(const Options& options,
                                                                    Deps deps) {
@@ -94,7 +125,14 @@ absl::StatusOr<std::unique_ptr<RerankEngine>> RerankEngine::Create(const Options
   if (options.max_chunks_per_doc < 1) {
     return absl::InvalidArgumentError("rerank.max_chunks_per_doc: must be >= 1");
   }
-  return std::unique_ptr<RerankEngine>(new RerankEngine(options, std::move(deps)));
+  // The initial model is borrowed (Deps): non-owning handles.
+  auto initial = std::make_shared<ServingModel>();
+  initial->info = deps.model;
+  initial->tokenizer = std::shared_ptr<const WordPieceTokenizer>(deps.tokenizer, [](auto*) {});
+  initial->queue = std::shared_ptr<ScoringQueue>(deps.queue, [](auto*) {});
+  std::unique_ptr<RerankEngine> engine(new RerankEngine(options, std::move(deps)));
+  RETURN_IF_ERROR(engine->SetModel(std::move(initial)));
+  return engine;
 }
 
 absl::Status RerankEngine::CheckRateLimit(const std::string& client_key, const FeatureFlags& flags,
@@ -124,12 +162,11 @@ absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string&
   if (plan->request_id.empty()) {
     plan->request_id = req.request_id().empty() ? NewRequestId() : req.request_id();
   }
-  plan->model_name = deps_.model.name;
-  plan->model_version = deps_.model.version;
   RETURN_IF_ERROR(ValidateRequest(req, prefix));
   ResolveOptions(req, flags, plan);
   if (!plan->reranked) return absl::OkStatus();  // pass-through: original order, cut to top_n
-  ASSIGN_OR_RETURN(const std::vector<int32_t> query_ids, TokenizeQuery(req, prefix));
+  ASSIGN_OR_RETURN(const std::vector<int32_t> query_ids,
+                   TokenizeQuery(req, prefix, *plan->model->serving->tokenizer));
   ResolveScoring(req, client_key, flags, plan);
   if (plan->use_cache) LookupCache(req, plan);
   return EncodeDocuments(req, prefix, query_ids, rows, plan);
@@ -198,9 +235,10 @@ void RerankEngine::ResolveOptions(const v1::RerankRequest& req, const FeatureFla
   plan->reranked = flags.reranker_enabled;
 }
 
-absl::StatusOr<std::vector<int32_t>> RerankEngine::TokenizeQuery(const v1::RerankRequest& req,
-                                                                 const std::string& prefix) const {
-  absl::StatusOr<std::vector<int32_t>> ids = deps_.tokenizer->Tokenize(req.query());
+absl::StatusOr<std::vector<int32_t>> RerankEngine::TokenizeQuery(
+    const v1::RerankRequest& req, const std::string& prefix,
+    const WordPieceTokenizer& tokenizer) const {
+  absl::StatusOr<std::vector<int32_t>> ids = tokenizer.Tokenize(req.query());
   if (!ids.ok()) return FieldError(prefix, "query", ids.status().message());
   if (ids->empty()) {
     return FieldError(prefix, "query", "has no tokens (only whitespace or control characters)");
@@ -214,10 +252,10 @@ void RerankEngine::ResolveScoring(const v1::RerankRequest& req, const std::strin
                     ? options_.chunk_long_documents
                     : req.long_document_mode() == v1::LONG_DOCUMENT_MODE_CHUNK_MAX;
   // Chunked and truncated scores of the same pair differ, so they never share cache entries.
-  plan->cache_namespace =
-      plan->chunk ? absl::StrCat(cache_namespace_, "|chunk", options_.max_chunks_per_doc, "o",
-                                 options_.chunk_overlap_tokens)
-                  : absl::StrCat(cache_namespace_, "|trunc");
+  const std::string& ns = plan->model->cache_namespace;
+  plan->cache_namespace = plan->chunk ? absl::StrCat(ns, "|chunk", options_.max_chunks_per_doc, "o",
+                                                     options_.chunk_overlap_tokens)
+                                      : absl::StrCat(ns, "|trunc");
   plan->use_cache = deps_.cache != nullptr && flags.cache_enabled &&
                     InRollout(client_key, flags.cache_traffic_percent);
 }
@@ -241,25 +279,25 @@ void RerankEngine::LookupCache(const v1::RerankRequest& req, SubPlan* plan) cons
 absl::Status RerankEngine::EncodeDocuments(const v1::RerankRequest& req, const std::string& prefix,
                                            const std::vector<int32_t>& query_ids,
                                            std::vector<Encoding>* rows, SubPlan* plan) const {
+  const WordPieceTokenizer& tokenizer = *plan->model->serving->tokenizer;
+  const int max_length = static_cast<int>(plan->model->max_length);
   for (SubPlan::Doc& doc : plan->docs) {
     if (doc.cached) continue;
     absl::StatusOr<std::vector<int32_t>> doc_ids =
-        deps_.tokenizer->Tokenize(req.documents(doc.index).text());
+        tokenizer.Tokenize(req.documents(doc.index).text());
     if (!doc_ids.ok()) {
       return FieldError(prefix, absl::StrCat("documents[", doc.index, "].text"),
                         doc_ids.status().message());
     }
     doc.first_row = static_cast<int>(rows->size());
     if (plan->chunk) {
-      std::vector<Encoding> chunks = deps_.tokenizer->EncodePairChunks(
-          query_ids, *doc_ids, static_cast<int>(options_.max_length),
-          static_cast<int>(options_.chunk_overlap_tokens),
+      std::vector<Encoding> chunks = tokenizer.EncodePairChunks(
+          query_ids, *doc_ids, max_length, static_cast<int>(options_.chunk_overlap_tokens),
           static_cast<int>(options_.max_chunks_per_doc));
       doc.num_rows = static_cast<int>(chunks.size());
       for (Encoding& e : chunks) rows->push_back(std::move(e));
     } else {
-      rows->push_back(
-          deps_.tokenizer->EncodePair(query_ids, *doc_ids, static_cast<int>(options_.max_length)));
+      rows->push_back(tokenizer.EncodePair(query_ids, *doc_ids, max_length));
       doc.num_rows = 1;
     }
     plan->rows += doc.num_rows;
@@ -270,8 +308,8 @@ absl::Status RerankEngine::EncodeDocuments(const v1::RerankRequest& req, const s
 v1::RerankResponse RerankEngine::Assemble(const SubPlan& plan,
                                           const std::vector<float>& row_scores) {
   v1::RerankResponse resp;
-  resp.set_model_name(plan.model_name);
-  resp.set_model_version(plan.model_version);
+  resp.set_model_name(plan.model->serving->info.name);
+  resp.set_model_version(plan.model->serving->info.version);
   resp.set_request_id(plan.request_id);
   resp.set_reranked(plan.reranked);
   resp.set_cache_hits(static_cast<uint32_t>(plan.cache_hits));
@@ -312,10 +350,12 @@ void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call
   state->call = call;
   state->start = deps_.clock->Now();
   state->flags = deps_.flags->Current();
+  state->model = CurrentModel();
   state->rerank_done = std::move(done);
   state->plans.resize(1);
   SubPlan& plan = state->plans[0];
   plan.request = &request;
+  plan.model = state->model.get();
   plan.request_id = request.request_id().empty() ? NewRequestId() : request.request_id();
   if (absl::Status s = CheckRateLimit(call.client_key, *state->flags, plan.request_id); !s.ok()) {
     return Complete(*state, s);
@@ -334,6 +374,7 @@ void RerankEngine::RerankBatch(const v1::RerankBatchRequest& request, const Call
   state->call = call;
   state->start = deps_.clock->Now();
   state->flags = deps_.flags->Current();
+  state->model = CurrentModel();
   state->batch_done = std::move(done);
   state->batch_request_id = request.request_id().empty() ? NewRequestId() : request.request_id();
   if (!state->flags->batch_enabled) {
@@ -356,6 +397,7 @@ void RerankEngine::RerankBatch(const v1::RerankBatchRequest& request, const Call
                         options_.max_batch_requests, " (rerank.max_batch_requests)")));
   }
   state->plans.resize(request.requests_size());
+  for (SubPlan& p : state->plans) p.model = state->model.get();
   for (int i = 0; i < request.requests_size(); ++i) {
     const v1::RerankRequest& sub = request.requests(i);
     const std::string& key = sub.client_id().empty() ? call.client_key : sub.client_id();
@@ -394,7 +436,7 @@ void RerankEngine::Run(std::shared_ptr<RunState> state) {
     }
     Complete(*state, absl::OkStatus());
   };
-  absl::Status submitted = deps_.queue->Submit(job);
+  absl::Status submitted = state->model->serving->queue->Submit(job);
   if (!submitted.ok()) Complete(*state, submitted);  // `done` is not called on a failed Submit
 }
 
@@ -441,7 +483,7 @@ void RerankEngine::Complete(RunState& state, absl::Status status) {
                         ? nlohmann::json(nullptr)
                         : nlohmann::json(absl::StrCat(absl::StatusCodeToString(status.code()), ": ",
                                                       status.message()));
-      ev["model_version"] = deps_.model.version;
+      ev["model_version"] = state.model->serving->info.version;
       deps_.audit->Record("rerank", std::move(ev));
     }
   }

@@ -4,6 +4,10 @@
 // service (server/rerank_service.h) is a thin adapter over it, so other front ends (an HTTP route)
 // can reuse it unchanged.
 //
+// The model is swappable (hot reload): SetModel() installs a new ServingModel bundle atomically.
+// Each request takes the bundle in force when it starts and uses it (tokenizer, queue, version,
+// cache namespace) to its end, so a swap never mixes two models within one response.
+//
 // Thread-safe. Never blocks: a call returns after queueing work; `done` runs exactly once, either
 // on the calling thread (errors, pass-through, all-cached) or on a batcher worker.
 #ifndef RERANK_SERVER_RERANK_ENGINE_H_
@@ -14,8 +18,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/audit_sink.h"
 #include "common/clock.h"
@@ -37,6 +43,14 @@ struct CallInfo {
   std::function<bool()> is_cancelled;  // optional
 };
 
+// One loaded model as the engine uses it; immutable once built. Shared by every request that
+// started on it: whoever owns the queue keeps it running until the last of them has finished.
+struct ServingModel {
+  ModelInfo info;
+  std::shared_ptr<const WordPieceTokenizer> tokenizer;
+  std::shared_ptr<ScoringQueue> queue;  // the model's replicas (a Batcher)
+};
+
 class RerankEngine {
  public:
   struct Options {
@@ -45,7 +59,7 @@ class RerankEngine {
     uint32_t max_query_bytes = 8192;
     uint32_t max_document_bytes = 65536;
     uint32_t max_batch_requests = 64;   // sub-requests per RerankBatch
-    uint32_t max_length = 512;          // tokens per pair (already capped by the model's)
+    uint32_t max_length = 512;          // tokens per pair; further capped by each model's own
     bool chunk_long_documents = false;  // default long-document mode: false = truncate
     uint32_t max_chunks_per_doc = 4;
     uint32_t chunk_overlap_tokens = 32;
@@ -53,7 +67,8 @@ class RerankEngine {
     bool include_query_text_in_audit = false;
   };
   // Everything the engine uses and does not own; each must outlive the engine. cache,
-  // rate_limiter and observer may be null (feature absent).
+  // rate_limiter and observer may be null (feature absent). tokenizer, queue and model are the
+  // initial model (not owned; they must outlive the engine); SetModel() replaces them.
   struct Deps {
     const WordPieceTokenizer* tokenizer = nullptr;
     ScoringQueue* queue = nullptr;
@@ -73,12 +88,27 @@ class RerankEngine {
   void Rerank(const v1::RerankRequest& request, const CallInfo& call, RerankDone done);
   void RerankBatch(const v1::RerankBatchRequest& request, const CallInfo& call, BatchDone done);
 
-  const ModelInfo& model() const { return deps_.model; }
+  // Swaps in a new model for requests that start from now on. InvalidArgument when the bundle
+  // lacks a tokenizer or queue.
+  absl::Status SetModel(std::shared_ptr<const ServingModel> model);
+  // The model in force now (a copy of its info).
+  ModelInfo model() const;
+  // The bundle in force now.
+  std::shared_ptr<const ServingModel> serving_model() const;
+  // Tokens per pair for `model`: Options::max_length capped by the model's own limit.
+  uint32_t MaxLengthFor(const ModelInfo& model) const;
   const Options& options() const { return options_; }
 
  private:
   struct SubPlan;
   struct RunState;
+  // A ServingModel with what the engine derives from it once per swap.
+  struct ActiveModel {
+    std::shared_ptr<const ServingModel> serving;
+    uint32_t max_length = 0;
+    std::string cache_namespace;  // model version + scoring settings: part of every cache key
+  };
+  std::shared_ptr<const ActiveModel> CurrentModel() const;
   RerankEngine(const Options& options, Deps deps);
 
   // Validates and tokenizes one request; adds its rows to `rows`. Field names in errors are
@@ -94,7 +124,8 @@ class RerankEngine {
                       SubPlan* plan) const;
   // 3. The query's word pieces; INVALID_ARGUMENT when it has none.
   absl::StatusOr<std::vector<int32_t>> TokenizeQuery(const v1::RerankRequest& request,
-                                                     const std::string& prefix) const;
+                                                     const std::string& prefix,
+                                                     const WordPieceTokenizer& tokenizer) const;
   // 4. Long-document mode, cache namespace and whether this client is in the cache rollout.
   void ResolveScoring(const v1::RerankRequest& request, const std::string& client_key,
                       const FeatureFlags& flags, SubPlan* plan) const;
@@ -112,7 +143,8 @@ class RerankEngine {
 
   const Options options_;
   const Deps deps_;
-  std::string cache_namespace_;  // model version + scoring settings: part of every cache key
+  mutable absl::Mutex model_mu_;
+  std::shared_ptr<const ActiveModel> model_ ABSL_GUARDED_BY(model_mu_);
 };
 
 // RESOURCE_EXHAUSTED from the rate limiter carries this payload: the retry delay in whole

@@ -18,4 +18,4 @@ add_library(rerank_engine STATIC ${CMAKE_CURRENT_LIST_DIR}/rerank_engine.cc
 target_link_libraries(rerank_engine PUBLIC rerank_proto rerank_observers rerank_tokenizer rerank_hash
                       rerank_model_info rerank_feature_flags rerank_rate_limiter rerank_score_cache
                       rerank_rollout rerank_grpc_status nlohmann_json::nlohmann_json absl::status
-                      absl::statusor absl::strings absl::time gRPC::grpc++)
+                      absl::statusor absl::strings absl::synchronization absl::time gRPC::grpc++)

@@ -175,9 +175,13 @@ class ChartChecks:
         self.assertEqual(dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0)
         command = self.container()["lifecycle"]["preStop"]["exec"]["command"]
         self.assertEqual(command[0], "sleep")
-        drain_s = self.config()["server"]["drain_timeout_ms"] / 1000
+        server = self.config()["server"]
+        drain_s = (server["drain_grace_ms"] + server["drain_timeout_ms"]) / 1000
+        self.assertGreater(server["drain_grace_ms"], 0, "not ready but still serving on SIGTERM")
         self.assertGreater(dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
                            int(command[1]) + drain_s)
+        # Long-lived dns:/// clients re-resolve and reach new replicas.
+        self.assertGreater(server["max_connection_age_ms"], 0)
 
     def test_resources_match_workers_times_threads(self):
         execution = self.config()["execution"]

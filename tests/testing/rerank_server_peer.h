@@ -15,8 +15,10 @@ class RerankServerTestPeer {
   FlagStore* flags() const { return impl_->flags.get(); }
   ScoreCache* cache() const { return impl_->cache.get(); }
   AuditLog* audit() const { return impl_->audit.get(); }
-  Batcher* batcher() const { return impl_->batcher.get(); }
-  const ModelInfo& model() const { return impl_->model; }
+  // The current model's batcher and info (a hot reload replaces both).
+  Batcher* batcher() const { return impl_->models->current_batcher().get(); }
+  ModelInfo model() const { return impl_->engine->model(); }
+  ModelManager* models() const { return impl_->models.get(); }
   Readiness readiness() const { return impl_->GetReadiness(); }
   const std::string& admin_token() const { return impl_->admin_token; }
 

@@ -52,7 +52,10 @@ execution, drain window) over the user's `config`.
 {{- $chart := dict
   "server" (dict
     "listen" (printf "0.0.0.0:%d" (int $v.ports.grpc))
-    "drain_timeout_ms" (int $v.shutdown.drainTimeoutMs))
+    "drain_grace_ms" (int $v.shutdown.drainGraceMs)
+    "drain_timeout_ms" (int $v.shutdown.drainTimeoutMs)
+    "max_connection_age_ms" (int $v.connections.maxConnectionAgeMs)
+    "max_connection_age_grace_ms" (int $v.connections.maxConnectionAgeGraceMs))
   "model" (dict
     "dir" $v.model.dir
     "precision" $v.model.precision
