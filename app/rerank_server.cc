@@ -134,7 +134,7 @@ absl::Status RerankServer::Impl::InitFlags() {
   o.path = config.flags.path;
   o.poll_interval = absl::Milliseconds(config.flags.poll_interval_ms);
   o.initial = config.flags.initial;
-  o.overrides = config.flags.env_overrides;  // ENABLE_RERANKER=false + restart wins over the file
+  o.overrides = config.flag_env_overrides;  // ENABLE_RERANKER=false + restart wins over the file
   ASSIGN_OR_RETURN(flags, FlagStore::Create(o, clock, audit.get()));
   return absl::OkStatus();
 }

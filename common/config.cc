@@ -264,12 +264,12 @@ absl::StatusOr<Config> ParseConfigYaml(const std::string& yaml_text) {
 absl::Status ApplyEnvOverrides(const EnvLookup& env, Config* config) {
   auto table = FieldTable(config);
   const std::string flags_prefix = absl::StrCat(kFlagsInitial, ".");
-  config->flags.env_overrides.clear();
+  config->flag_env_overrides.clear();
   for (const auto& [var, key] : EnvTable()) {
     std::optional<std::string> value = env(var);
     if (!value.has_value()) continue;
     if (absl::StartsWith(key, flags_prefix)) {
-      config->flags.env_overrides.push_back(FlagOverride{
+      config->flag_env_overrides.push_back(FlagOverride{
           absl::StrCat("$", var), std::string(key).substr(flags_prefix.size()), *value});
     } else {
       const std::string display_key = absl::StrCat(key, " (from $", var, ")");
@@ -277,7 +277,7 @@ absl::Status ApplyEnvOverrides(const EnvLookup& env, Config* config) {
     }
   }
   // The same rules FlagStore applies over an existing flags file (a stage, then single flags).
-  ASSIGN_OR_RETURN(config->flags.initial, ApplyFlagOverrides(config->flags.env_overrides,
+  ASSIGN_OR_RETURN(config->flags.initial, ApplyFlagOverrides(config->flag_env_overrides,
                                                              config->flags.initial, kFlagsInitial));
   return absl::OkStatus();
 }

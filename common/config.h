@@ -114,10 +114,6 @@ struct FlagsConfig {
   // Written to `path` when it does not exist. In YAML a flags document with the flags file's
   // keys and rules (common/flags_codec.h), e.g. `initial: {cache: {enabled: true}}`.
   FeatureFlags initial;
-  // Not a YAML key: the flag environment variables that were set (ENABLE_RERANKER, ...,
-  // RERANKER_STAGE), filled by ApplyEnvOverrides. They are in `initial` too, and FlagStore also
-  // applies them over an existing flags file at startup (writing and auditing the change).
-  std::vector<FlagOverride> env_overrides;
 };
 
 struct AdminConfig {
@@ -149,6 +145,10 @@ struct Config {
   FlagsConfig flags;
   AdminConfig admin;
   LoggingConfig logging;
+  // Not a YAML key: the flag environment variables that were set (ENABLE_RERANKER, ...,
+  // RERANKER_STAGE), filled by ApplyEnvOverrides. They are in flags.initial too, and FlagStore
+  // also applies them over an existing flags file at startup (writing and auditing the change).
+  std::vector<FlagOverride> flag_env_overrides;
 };
 
 // Reads an environment variable; injectable for tests. Returns nullopt when unset.
