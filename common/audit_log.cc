@@ -495,7 +495,9 @@ void AuditLog::EnforceRetention() {
     kept.push_back(std::move(r));
   }
   if (options_.max_total_bytes == 0) return;
-  uint64_t total = file_size_;
+  // Room for the active file to grow to its full size, so the total stays under the cap between
+  // checks too.
+  uint64_t total = std::max<uint64_t>(file_size_, options_.max_file_bytes);
   std::vector<uint64_t> sizes;
   for (const Rotated& r : kept) {
     std::error_code size_ec;

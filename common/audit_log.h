@@ -61,8 +61,9 @@ class AuditLog final : public AuditSink {
     bool compress_rotated = true;
     // Rotated files older than this many days are deleted. 0 keeps them forever. Must be >= 0.
     int retention_days = 90;
-    // The oldest rotated files are deleted while the active file and the rotated ones together
-    // exceed this many bytes (on disk). 0: no cap.
+    // The oldest rotated files are deleted while the rotated ones plus a full active file
+    // (max_file_bytes) exceed this many bytes on disk, so all audit files together stay below it.
+    // 0: no cap.
     uint64_t max_total_bytes = 0;
     // Not used by the log itself: whether callers should put raw query text into events (privacy
     // setting carried here so there is one audit configuration).
