@@ -144,8 +144,8 @@ TEST_F(AuditLimitsTest, LeftoversOfACrashAreCompressedOrRemovedAtStartup) {
   ASSERT_TRUE(log.ok()) << log.status();
   (*log)->Shutdown();
   EXPECT_EQ(Files(), (std::vector<std::string>{"audit-20231110T000000-0000.jsonl.gz",
-                                               "audit-20231110T000000-0001.jsonl.gz",
-                                               "audit.jsonl", "notes.txt"}));
+                                               "audit-20231110T000000-0001.jsonl.gz", "audit.jsonl",
+                                               "notes.txt"}));
   EXPECT_EQ(Gunzip(dir_ / "audit-20231110T000000-0001.jsonl.gz"), "{\"b\":2}\n");
 }
 
