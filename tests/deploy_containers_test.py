@@ -182,9 +182,11 @@ class EnvExampleTest(unittest.TestCase):
         self.assertEqual(set(listed), {var for var, _ in table})
         for var, key in table:
             self.assertEqual(listed[var][0], example_default(key), "%s (%s)" % (var, key))
-        # Only the admin listen addresses are left to the image (commented out).
+        # Commented out: the admin listen addresses (left to the image) and every flag variable
+        # (a set one is forced over the flags file at each start, so none is set by default).
+        flag_vars = {var for var, key in table if key.startswith("flags.initial.")}
         self.assertEqual({v for v, (_, active) in listed.items() if not active},
-                         {"RERANKER_HTTP_LISTEN", "RERANKER_ADMIN_GRPC_LISTEN"})
+                         {"RERANKER_HTTP_LISTEN", "RERANKER_ADMIN_GRPC_LISTEN"} | flag_vars)
 
 
 class DockerfileTest(unittest.TestCase):
