@@ -139,7 +139,9 @@ class ComposeTest(unittest.TestCase):
         self.assertEqual(set(services), {"rerankd", "prometheus", "alertmanager", "grafana"})
         rerankd = services["rerankd"]
         # env_file applied: the .env values reach the container.
-        self.assertEqual(rerankd["environment"]["RERANKER_RATE_LIMIT_PER_MINUTE"], "100")
+        self.assertEqual(rerankd["environment"]["RERANKER_PRECISION"], "bf16")
+        # Flag variables are commented out: a set one would be forced over the flags file.
+        self.assertNotIn("RERANKER_RATE_LIMIT_PER_MINUTE", rerankd["environment"])
         self.assertNotIn("RERANKER_HTTP_LISTEN", rerankd["environment"])  # the image's 0.0.0.0
         def mounts(service):
             """{target: source}; docker-compose 1.x prints short "source:target:mode" strings."""
