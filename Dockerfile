@@ -25,12 +25,13 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
 
 FROM debian:bookworm-slim AS runtime
 # The shared libraries of rerankd and rerankctl (tests/deploy_containers_test.py checks this list
-# against the built binaries), OpenBLAS for libtorch, curl for the health check.
+# against the built binaries; zlib: gzip of rotated audit files), OpenBLAS for libtorch, curl for
+# the health check.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libtorch1.13 libopenblas0-pthread libtcmalloc-minimal4 \
       libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 \
-      libprometheus-cpp-core1.0 libyaml-cpp0.7 libspdlog1.10 libfmt9 libicu72 libcurl4 \
+      libprometheus-cpp-core1.0 libyaml-cpp0.7 libspdlog1.10 libfmt9 libicu72 libcurl4 zlib1g \
       curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /srv/rerankd --shell /usr/sbin/nologin rerankd \

@@ -74,8 +74,10 @@ void LiveStats::OnRequest(const RequestReport& report) {
     samples_.push_back({second, latency_ms});
   } else if (report.rate_limited) {
     ++b.rate_limited;
-  } else {
+  } else if (IsServerFailure(report)) {
     ++b.errors;
+  } else {
+    ++b.client_errors;
   }
   while (!samples_.empty() && !InWindow(samples_.front().second, second)) samples_.pop_front();
 }
@@ -96,6 +98,7 @@ LiveStats::Snapshot LiveStats::GetSnapshot() const {
       s.requests_in_window += b.requests;
       s.ok_in_window += b.ok;
       s.errors_in_window += b.errors;
+      s.client_errors_in_window += b.client_errors;
       s.rate_limited_in_window += b.rate_limited;
       s.cache_lookups_in_window += b.cache_lookups;
       s.cache_hits_in_window += b.cache_hits;

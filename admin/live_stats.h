@@ -6,8 +6,10 @@
 //  - total_requests: every request observed since start, whatever its outcome (/health's
 //    total_reranks; equals the sum of rerank_requests_total).
 //  - requests_in_window: every request whose completion time falls in the window.
-//  - errors: non-OK requests that were not rate-limited (a rate-limited request is policy working,
-//    not the service failing); error_rate_percent = errors / requests_in_window.
+//  - errors: failures of the service (IsServerFailure, common/observers.h: INTERNAL,
+//    UNAVAILABLE, DEADLINE_EXCEEDED, queue-full RESOURCE_EXHAUSTED, ...); error_rate_percent =
+//    errors / requests_in_window. Client mistakes (INVALID_ARGUMENT, FAILED_PRECONDITION, ...) and
+//    CANCELLED are client_errors; rate-limited requests are policy working: neither is an error.
 //  - latency figures (avg, p95, p99, target_latency_met_rate_percent) are over successful (OK)
 //    requests only: failures return early and would flatter the latency.
 //  - cache_hit_rate_percent = cache hits / cache lookups (pairs), over all requests.
@@ -61,6 +63,7 @@ class LiveStats final : public RequestObserver {
     uint64_t requests_in_window = 0;
     uint64_t ok_in_window = 0;
     uint64_t errors_in_window = 0;
+    uint64_t client_errors_in_window = 0;  // not OK, not rate-limited, not a server failure
     uint64_t rate_limited_in_window = 0;
     uint64_t cache_lookups_in_window = 0;
     uint64_t cache_hits_in_window = 0;
@@ -91,6 +94,7 @@ class LiveStats final : public RequestObserver {
     uint64_t requests = 0;
     uint64_t ok = 0;
     uint64_t errors = 0;
+    uint64_t client_errors = 0;
     uint64_t rate_limited = 0;
     uint64_t cache_lookups = 0;
     uint64_t cache_hits = 0;

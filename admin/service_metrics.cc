@@ -66,18 +66,19 @@ absl::Status ServiceMetrics::Build(const Options& options) {
   prometheus::Registry& r = *registry_;
   // prometheus-cpp reports invalid names and clashes by throwing: this is the adapter boundary.
   try {
-    requests_ = &BuildCounter()
-                     .Name("rerank_requests_total")
-                     .Help(
-                         "Data-plane RPCs by rpc, outcome (ok|passthrough|rate_limited|error) "
-                         "and gRPC status code.")
-                     .Register(r);
+    requests_ =
+        &BuildCounter()
+             .Name("rerank_requests_total")
+             .Help(
+                 "Data-plane RPCs by rpc, outcome (ok|passthrough|rate_limited|client_error|"
+                 "error; error = failures of the service) and gRPC status code.")
+             .Register(r);
     client_requests_ = &BuildCounter()
                             .Name("rerank_client_requests_total")
                             .Help(
                                 "Data-plane RPCs by client (the rate-limit key; the first "
                                 "admin.metrics_max_clients clients, later ones as \"_other\") "
-                                "and outcome (ok|passthrough|rate_limited|error).")
+                                "and outcome (as in rerank_requests_total).")
                             .Register(r);
     request_duration_ = &BuildHistogram()
                              .Name("rerank_request_duration_seconds")
@@ -294,7 +295,9 @@ void ServiceMetrics::SetModelInfo(const std::string& name, const std::string& ve
 
 const char* ServiceMetrics::Outcome(const RequestReport& report) {
   if (report.code == absl::StatusCode::kOk) return report.reranked ? "ok" : "passthrough";
-  return report.rate_limited ? "rate_limited" : "error";
+  if (report.rate_limited) return "rate_limited";
+  // "error" is what the error alert counts: failures of the service only.
+  return IsServerFailure(report) ? "error" : "client_error";
 }
 
 void ServiceMetrics::OnRequest(const RequestReport& report) {

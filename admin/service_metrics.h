@@ -15,7 +15,10 @@
 //    means /metrics and /health (which reads the same sources) agree exactly.
 //
 // Series:
-//   rerank_requests_total{rpc,outcome="ok|passthrough|rate_limited|error",code}
+//   rerank_requests_total{rpc,outcome="ok|passthrough|rate_limited|client_error|error",code}
+//     error: failures of the service (IsServerFailure: INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED,
+//     queue-full RESOURCE_EXHAUSTED, ...); client_error: the caller's mistakes (INVALID_ARGUMENT,
+//     FAILED_PRECONDITION, ...) and CANCELLED.
 //   rerank_client_requests_total{client,outcome} (bounded, see Options::max_client_series)
 //   rerank_request_duration_seconds{rpc}, rerank_pairs_scored_total
 //   rerank_target_latency_met_total{rpc}, rerank_target_latency_seconds
@@ -125,7 +128,7 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
   // Refresh() then the whole registry in the Prometheus text exposition format (0.0.4).
   std::string Scrape();
 
-  // "ok" | "passthrough" | "rate_limited" | "error".
+  // "ok" | "passthrough" | "rate_limited" | "client_error" | "error".
   static const char* Outcome(const RequestReport& report);
 
  private:

@@ -13,6 +13,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "app/grpc_limits.h"
 #include "app/rerank_server_impl.h"
 #include "common/status_macros.h"
 #include "prometheus/registry.h"
@@ -105,8 +106,11 @@ absl::Status RerankServer::Impl::InitAudit() {
   AuditLog::Options o;
   o.path = config.audit.path;
   o.queue_capacity = config.audit.queue_capacity;
+  o.queue_max_bytes = config.audit.queue_max_bytes;
   o.max_file_bytes = uint64_t{config.audit.max_file_mb} << 20;
-  o.retention_days = config.audit.retention_days;
+  o.compress_rotated = config.audit.compress_rotated;
+  o.retention_days = static_cast<int>(config.audit.retention_days);
+  o.max_total_bytes = uint64_t{config.audit.max_total_mb} << 20;
   o.include_query_text = config.audit.include_query_text;
   ASSIGN_OR_RETURN(audit, AuditLog::Create(o, clock));
   return absl::OkStatus();
@@ -117,6 +121,7 @@ absl::Status RerankServer::Impl::InitFlags() {
   o.path = config.flags.path;
   o.poll_interval = absl::Milliseconds(config.flags.poll_interval_ms);
   o.initial = config.flags.initial;
+  o.overrides = config.flag_env_overrides;  // ENABLE_RERANKER=false + restart wins over the file
   ASSIGN_OR_RETURN(flags, FlagStore::Create(o, clock, audit.get()));
   return absl::OkStatus();
 }
@@ -131,6 +136,11 @@ absl::Status RerankServer::Impl::InitCacheAndRateLimiter() {
   RateLimiter::Options ro;
   ro.requests_per_minute = flags->Current()->rate_limit_per_minute;
   ASSIGN_OR_RETURN(rate_limiter, RateLimiter::Create(ro, clock));
+  if (config.rate_limit.pairs_per_minute > 0) {
+    RateLimiter::Options po;
+    po.requests_per_minute = config.rate_limit.pairs_per_minute;
+    ASSIGN_OR_RETURN(pair_limiter, RateLimiter::Create(po, clock));
+  }
   return absl::OkStatus();
 }
 
@@ -200,6 +210,12 @@ absl::Status RerankServer::Impl::InitEngine() {
   eo.chunk_overlap_tokens = r.chunk_overlap_tokens;
   eo.sigmoid_by_default = config.model.score_activation == "sigmoid";
   eo.include_query_text_in_audit = config.audit.include_query_text;
+  eo.max_id_bytes = r.max_id_bytes;
+  eo.identity = config.rate_limit.identity == "peer" ? RerankEngine::Options::Identity::kPeer
+                                                     : RerankEngine::Options::Identity::kClientId;
+  eo.cache_rollout_key = config.cache.rollout_key == "client"
+                             ? RerankEngine::Options::RolloutKey::kClient
+                             : RerankEngine::Options::RolloutKey::kQuery;
   const std::shared_ptr<const ServingModel> initial = models->current();
   RerankEngine::Deps deps;
   deps.tokenizer = initial->tokenizer.get();
@@ -209,6 +225,7 @@ absl::Status RerankServer::Impl::InitEngine() {
   deps.audit = audit.get();
   deps.cache = cache.get();
   deps.rate_limiter = rate_limiter.get();
+  deps.pair_limiter = pair_limiter.get();
   deps.observer = request_observers.get();
   deps.model = initial->info;
   ASSIGN_OR_RETURN(engine, RerankEngine::Create(eo, std::move(deps)));
@@ -286,17 +303,10 @@ absl::Status RerankServer::Impl::StartDataPlane() {
   grpc::ServerBuilder builder;
   // A port already in use is an error, not silently shared with another process.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  if (s.max_connection_age_ms > 0) {
-    // GOAWAY after this age: clients reconnect, re-resolve dns:/// and spread onto replicas
-    // that joined since; the grace lets calls on the old connection finish.
-    constexpr uint32_t kIntMax = 0x7fffffff;
-    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
-                               static_cast<int>(std::min(s.max_connection_age_ms, kIntMax)));
-    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
-                               static_cast<int>(std::min(s.max_connection_age_grace_ms, kIntMax)));
-  }
   builder.AddListeningPort(s.listen, grpc::InsecureServerCredentials(), &data_port);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(s.max_message_bytes));
+  // Message size, streams, memory quota, keepalive enforcement and max connection age (GOAWAY
+  // after that age: clients reconnect, re-resolve dns:/// and spread onto new replicas).
+  ApplyGrpcServerLimits(s, &builder);
   builder.RegisterService(service.get());
   grpc_server = builder.BuildAndStart();
   if (grpc_server == nullptr || data_port == 0) {

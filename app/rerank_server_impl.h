@@ -59,6 +59,7 @@ struct RerankServer::Impl {
   std::unique_ptr<FlagStore> flags;
   std::unique_ptr<ScoreCache> cache;
   std::unique_ptr<RateLimiter> rate_limiter;
+  std::unique_ptr<RateLimiter> pair_limiter;  // null unless rate_limit.pairs_per_minute > 0
   // Declared before the batcher and engine, which hold pointers to them.
   std::shared_ptr<prometheus::Registry> registry;
   std::unique_ptr<ServiceMetrics> metrics;

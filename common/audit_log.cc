@@ -23,6 +23,7 @@
 #include "common/status_macros.h"
 #include "common/time_format.h"
 #include "spdlog/spdlog.h"
+#include "zlib.h"
 
 namespace rerank {
 namespace {
@@ -103,6 +104,26 @@ absl::StatusOr<uint64_t> RepairTornTail(int fd, const std::string& path) {
 
 std::string AuditLog::FormatTimestamp(absl::Time t) { return FormatRfc3339Millis(t); }
 
+uint64_t AuditLog::EstimateBytes(const nlohmann::json& j) {
+  switch (j.type()) {
+    case nlohmann::json::value_t::object: {
+      uint64_t n = 2;
+      for (const auto& item : j.items()) n += item.key().size() + 4 + EstimateBytes(item.value());
+      return n;
+    }
+    case nlohmann::json::value_t::array: {
+      uint64_t n = 2;
+      for (const auto& v : j) n += 1 + EstimateBytes(v);
+      return n;
+    }
+    case nlohmann::json::value_t::string:
+      // Escapes (\u00XX for control bytes) may add some; the 64-byte allowance per event helps.
+      return j.get_ref<const std::string&>().size() + 2;
+    default:
+      return 24;  // numbers, booleans, null
+  }
+}
+
 std::string AuditLog::FormatLine(absl::Time timestamp, const std::string& event_type,
                                  nlohmann::json fields) {
   // Built by hand so that timestamp and event_type come first (nlohmann::json sorts keys).
@@ -133,6 +154,9 @@ absl::StatusOr<std::unique_ptr<AuditLog>> AuditLog::Create(Options options, Cloc
   if (options.path.empty()) return absl::InvalidArgumentError("AuditLog: path must not be empty");
   if (options.queue_capacity < 1) {
     return absl::InvalidArgumentError("AuditLog: queue_capacity must be >= 1, got 0");
+  }
+  if (options.queue_max_bytes < 1) {
+    return absl::InvalidArgumentError("AuditLog: queue_max_bytes must be >= 1, got 0");
   }
   if (options.max_file_bytes < 1) {
     return absl::InvalidArgumentError("AuditLog: max_file_bytes must be >= 1, got 0");
@@ -206,13 +230,17 @@ absl::Status AuditLog::OpenActiveFile() {
 }
 
 void AuditLog::Record(const std::string& event_type, nlohmann::json fields) {
+  // Outside the lock: O(size of the event).
+  const uint64_t bytes = 64 + event_type.size() + EstimateBytes(fields);
   absl::MutexLock lock(&mu_);
-  if (stopping_ || queue_.size() >= options_.queue_capacity) {
+  if (stopping_ || queue_.size() >= options_.queue_capacity ||
+      queued_bytes_ + bytes > options_.queue_max_bytes) {
     ++dropped_;
     return;
   }
   // Timestamp under the lock so that file order matches timestamp order.
-  queue_.push_back(Pending{clock_->Now(), event_type, std::move(fields)});
+  queue_.push_back(Pending{clock_->Now(), event_type, std::move(fields), bytes});
+  queued_bytes_ += bytes;
   ++accepted_;
 }
 
@@ -228,7 +256,10 @@ void AuditLog::WriterLoop() {
       mu_.AwaitWithTimeout(absl::Condition(this, &AuditLog::WriterShouldWake),
                            options_.flush_interval);
       stopping = stopping_;
-      if (!paused_ || stopping_) batch.swap(queue_);
+      if (!paused_ || stopping_) {
+        batch.swap(queue_);
+        queued_bytes_ = 0;
+      }
     }
     if (!batch.empty()) WriteBatch(batch);
     if (stopping && batch.empty()) break;  // nothing can be enqueued once stopping_ is set
@@ -343,10 +374,59 @@ void AuditLog::Rotate() {
   EnforceRetention();
 }
 
+absl::Status AuditLog::Compress(const std::string& path) {
+  const std::string gz_path = path + ".gz";
+  const std::string tmp = gz_path + ".tmp";
+  const int in = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (in < 0) return absl::InternalError(absl::StrCat("open ", path, ": ", ErrnoMessage(errno)));
+  const int out = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+  if (out < 0) {
+    const int err = errno;
+    close(in);
+    return absl::InternalError(absl::StrCat("create ", tmp, ": ", ErrnoMessage(err)));
+  }
+  // gzclose closes the descriptor it was given: hand it a duplicate, fsync `out` afterwards.
+  gzFile gz = gzdopen(dup(out), "wb6");
+  std::string error;
+  if (gz == nullptr) error = "gzdopen failed";
+  std::vector<char> buf(1 << 20);
+  while (error.empty()) {
+    const ssize_t n = read(in, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      error = absl::StrCat("read ", path, ": ", ErrnoMessage(errno));
+    } else if (n == 0) {
+      break;
+    } else if (gzwrite(gz, buf.data(), static_cast<unsigned>(n)) != n) {
+      int zerr = 0;
+      error = absl::StrCat("gzwrite ", tmp, ": ", gzerror(gz, &zerr));
+    }
+  }
+  if (gz != nullptr && gzclose(gz) != Z_OK && error.empty()) error = "gzclose failed";
+  if (error.empty() && fsync(out) != 0)
+    error = absl::StrCat("fsync ", tmp, ": ", ErrnoMessage(errno));
+  close(out);
+  close(in);
+  if (error.empty() && rename(tmp.c_str(), gz_path.c_str()) != 0) {
+    error = absl::StrCat("rename to ", gz_path, ": ", ErrnoMessage(errno));
+  }
+  if (!error.empty()) {
+    unlink(tmp.c_str());
+    return absl::InternalError(error);
+  }
+  unlink(path.c_str());  // the compressed copy is complete and durable
+  return absl::OkStatus();
+}
+
 void AuditLog::EnforceRetention() {
-  if (options_.retention_days == 0) return;
-  const absl::Time cutoff = clock_->Now() - absl::Hours(24) * options_.retention_days;
+  struct Rotated {
+    std::string name;  // sorts in rotation order (timestamp, then sequence number)
+    absl::Time ts;
+    bool compressed;
+  };
   const std::string prefix = stem_ + "-";
+  const std::string gz_ext = ext_ + ".gz";
+  std::vector<Rotated> rotated;
   std::error_code ec;
   fs::directory_iterator it(dir_, ec);
   if (ec) {
@@ -356,11 +436,18 @@ void AuditLog::EnforceRetention() {
   for (; it != fs::directory_iterator(); it.increment(ec)) {
     if (ec) break;
     const std::string name = it->path().filename().string();
-    // Exactly <stem>-<yyyymmddTHHMMSS>-<digits><ext>; anything else is not ours.
-    if (!absl::StartsWith(name, prefix) || !absl::EndsWith(name, ext_)) continue;
+    // Exactly <stem>-<yyyymmddTHHMMSS>-<digits><ext>[.gz]; anything else is not ours.
+    if (!absl::StartsWith(name, prefix)) continue;
+    if (absl::EndsWith(name, gz_ext + ".tmp")) {
+      std::error_code tmp_ec;  // an interrupted compression; the plain file is still there
+      fs::remove(it->path(), tmp_ec);
+      continue;
+    }
+    const bool compressed = absl::EndsWith(name, gz_ext);
+    if (!compressed && !absl::EndsWith(name, ext_)) continue;
     absl::string_view middle(name);
     middle.remove_prefix(prefix.size());
-    middle.remove_suffix(ext_.size());
+    middle.remove_suffix(compressed ? gz_ext.size() : ext_.size());
     constexpr size_t kTsLen = 15;  // yyyymmddTHHMMSS
     if (middle.size() < kTsLen + 2 || middle[kTsLen] != '-') continue;
     const absl::string_view seq = middle.substr(kTsLen + 1);
@@ -369,14 +456,58 @@ void AuditLog::EnforceRetention() {
     }
     absl::Time ts;
     if (!ParseRotatedTime(middle.substr(0, kTsLen), &ts)) continue;
-    if (ts >= cutoff) continue;
+    rotated.push_back(Rotated{name, ts, compressed});
+  }
+  std::sort(rotated.begin(), rotated.end(),
+            [](const Rotated& a, const Rotated& b) { return a.name < b.name; });
+  auto path_of = [this](const std::string& name) { return (fs::path(dir_) / name).string(); };
+  auto remove = [&](const Rotated& r, const char* why) {
     std::error_code rm_ec;
-    if (fs::remove(it->path(), rm_ec)) {
-      spdlog::info("audit log: deleted {} (older than {} days)", it->path().string(),
-                   options_.retention_days);
+    if (fs::remove(path_of(r.name), rm_ec)) {
+      spdlog::info("audit log: deleted {} ({})", path_of(r.name), why);
+      absl::MutexLock lock(&mu_);
+      ++deleted_files_;
     } else if (rm_ec) {
-      spdlog::warn("audit log: cannot delete {}: {}", it->path().string(), rm_ec.message());
+      spdlog::warn("audit log: cannot delete {}: {}", path_of(r.name), rm_ec.message());
     }
+  };
+  std::vector<Rotated> kept;
+  const absl::Time cutoff = clock_->Now() - absl::Hours(24) * options_.retention_days;
+  for (Rotated& r : rotated) {
+    if (options_.retention_days > 0 && r.ts < cutoff) {
+      remove(r, "older than audit.retention_days");
+      continue;
+    }
+    if (options_.compress_rotated && !r.compressed) {
+      // A plain file whose .gz also exists was compressed but not yet unlinked: drop the plain.
+      std::error_code gz_ec;
+      if (fs::exists(path_of(r.name + ".gz"), gz_ec)) {
+        fs::remove(path_of(r.name), gz_ec);
+        continue;
+      }
+      if (absl::Status s = Compress(path_of(r.name)); s.ok()) {
+        r.name += ".gz";
+        r.compressed = true;
+      } else {
+        spdlog::warn("audit log: cannot compress {}: {}", path_of(r.name), s.ToString());
+      }
+    }
+    kept.push_back(std::move(r));
+  }
+  if (options_.max_total_bytes == 0) return;
+  // Room for the active file to grow to its full size, so the total stays under the cap between
+  // checks too.
+  uint64_t total = std::max<uint64_t>(file_size_, options_.max_file_bytes);
+  std::vector<uint64_t> sizes;
+  for (const Rotated& r : kept) {
+    std::error_code size_ec;
+    const uintmax_t size = fs::file_size(path_of(r.name), size_ec);
+    sizes.push_back(size_ec ? 0 : static_cast<uint64_t>(size));
+    total += sizes.back();
+  }
+  for (size_t i = 0; i < kept.size() && total > options_.max_total_bytes; ++i) {
+    remove(kept[i], "audit files over audit.max_total_mb");
+    total -= sizes[i];
   }
 }
 
@@ -428,6 +559,10 @@ uint64_t AuditLog::failed() const {
 uint64_t AuditLog::rotations() const {
   absl::MutexLock lock(&mu_);
   return rotations_;
+}
+uint64_t AuditLog::deleted_files() const {
+  absl::MutexLock lock(&mu_);
+  return deleted_files_;
 }
 
 }  // namespace rerank

@@ -1,11 +1,12 @@
 // AuditSink that appends one JSON object per line (JSON Lines) to a file, from a background thread.
 //
-// Record() only takes a timestamp and enqueues (bounded queue): it never waits for I/O, and when
-// the queue is full it drops the event and counts it (dropped()), so a slow disk can never stall
-// requests. The writer thread ("audit-writer") formats queued events and appends them with one
-// write(2) per batch of complete lines to an O_APPEND descriptor, so readers and crashes never see
-// a torn line in the middle of the file. If the process died mid-write, the partial last line is
-// cut off when the file is next opened, so every line of the file always parses.
+// Record() only takes a timestamp and enqueues (a queue bounded in events and in bytes): it never
+// waits for I/O, and when the queue is full it drops the event and counts it (dropped()), so a
+// slow disk can never stall requests nor large events exhaust memory. The writer thread
+// ("audit-writer") formats queued events and appends them with one write(2) per batch of complete
+// lines to an O_APPEND descriptor, so readers and crashes never see a torn line in the middle of
+// the file. If the process died mid-write, the partial last line is cut off when the file is next
+// opened, so every line of the file always parses.
 //
 // Line format: {"timestamp":"2024-05-01T12:00:00.123Z","event_type":"rerank",<fields...>}.
 // `timestamp` is RFC 3339 UTC with milliseconds, taken from the injected Clock at Record() time.
@@ -13,8 +14,12 @@
 // Rotation: when appending would push the file past max_file_bytes it is renamed to
 // <stem>-<yyyymmddTHHMMSS UTC>-<seq><ext>, e.g. reranker_audit-20240501T120000-0000.jsonl (seq,
 // zero-padded to 4 digits, makes names unique and sorted within a second) and a new file is
-// started. Rotated files whose name timestamp is older than retention_days (by the injected
-// clock) are deleted at startup, after each rotation and hourly.
+// started; with compress_rotated the rotated file is then gzip-compressed by the writer thread
+// into <name>.gz (written as <name>.gz.tmp, fsynced, renamed; then the plain file is removed, so a
+// crash leaves one complete copy). At startup, after each rotation and hourly: rotated files
+// (plain or .gz) whose name timestamp is older than retention_days (by the injected clock) are
+// deleted, then the oldest rotated files while the active and rotated files together exceed
+// max_total_bytes; plain rotated files left by a crash are compressed.
 //
 // Thread-safe. Shutdown() (also run by the destructor) drains the queue, fsyncs and joins the
 // writer; events recorded afterwards are dropped and counted.
@@ -46,11 +51,20 @@ class AuditLog final : public AuditSink {
     std::string path = "data/reranker_audit.jsonl";
     // Events waiting for the writer; beyond this Record() drops. Must be >= 1.
     size_t queue_capacity = 10000;
+    // And their size (estimated from the fields' JSON, ~ the line length); beyond it Record()
+    // drops. Must be >= 1.
+    uint64_t queue_max_bytes = 64ull << 20;
     // Rotate before the active file would exceed this size. Must be >= 1. (A single line larger
     // than this is still written, alone in its file.)
     uint64_t max_file_bytes = 100ull << 20;
+    // gzip rotated files.
+    bool compress_rotated = true;
     // Rotated files older than this many days are deleted. 0 keeps them forever. Must be >= 0.
-    int retention_days = 7;
+    int retention_days = 90;
+    // The oldest rotated files are deleted while the rotated ones plus a full active file
+    // (max_file_bytes) exceed this many bytes on disk, so all audit files together stay below it.
+    // 0: no cap.
+    uint64_t max_total_bytes = 0;
     // Not used by the log itself: whether callers should put raw query text into events (privacy
     // setting carried here so there is one audit configuration).
     bool include_query_text = false;
@@ -83,6 +97,7 @@ class AuditLog final : public AuditSink {
   uint64_t dropped() const;  // events refused: queue full or after Shutdown()
   uint64_t failed() const;   // events lost to I/O errors (logged)
   uint64_t rotations() const;
+  uint64_t deleted_files() const;  // rotated files deleted by retention (age or total size)
   // Bytes cut off the end of the file at open because its last line was incomplete.
   uint64_t repaired_bytes() const { return repaired_bytes_.load(); }
   const Options& options() const { return options_; }
@@ -97,12 +112,16 @@ class AuditLog final : public AuditSink {
   // "2024-05-01T12:00:00.123Z": FormatRfc3339Millis (common/time_format.h), kept as the name
   // the tests use for "the audit log's timestamp format".
   static std::string FormatTimestamp(absl::Time t);
+  // A cheap upper estimate of the bytes `fields` takes in a line (strings, keys, numbers), used
+  // for the queue's byte bound without formatting on the caller's thread.
+  static uint64_t EstimateBytes(const nlohmann::json& fields);
 
  private:
   struct Pending {
     absl::Time timestamp;
     std::string event_type;
     nlohmann::json fields;
+    uint64_t bytes = 0;  // estimated line size
   };
 
   AuditLog(Options options, Clock* clock);
@@ -115,7 +134,10 @@ class AuditLog final : public AuditSink {
   // Appends `chunk` (`lines` complete lines); returns false and counts failures on error.
   bool WriteChunk(const std::string& chunk, uint64_t lines);
   void Rotate();
+  // Compresses leftovers, then deletes by age and by total size (see the header comment).
   void EnforceRetention();
+  // gzip `path` into `path`.gz; removes `path` on success. Writer thread (or Create).
+  absl::Status Compress(const std::string& path);
   void SyncIfDue(bool force);
   bool WriterShouldWake() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -134,6 +156,7 @@ class AuditLog final : public AuditSink {
 
   mutable absl::Mutex mu_;
   std::deque<Pending> queue_ ABSL_GUARDED_BY(mu_);
+  uint64_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;  // estimated size of queue_
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool paused_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t accepted_ ABSL_GUARDED_BY(mu_) = 0;   // events enqueued, ever
@@ -142,6 +165,7 @@ class AuditLog final : public AuditSink {
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t failed_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t rotations_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t deleted_files_ ABSL_GUARDED_BY(mu_) = 0;
 
   absl::Mutex shutdown_mu_;  // serializes Shutdown() callers
   std::thread writer_;

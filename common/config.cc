@@ -38,6 +38,12 @@ std::map<std::string, FieldPtr> FieldTable(Config* c) {
       {"server.max_message_bytes", &c->server.max_message_bytes},
       {"server.drain_grace_ms", &c->server.drain_grace_ms},
       {"server.drain_timeout_ms", &c->server.drain_timeout_ms},
+      {"server.max_concurrent_streams", &c->server.max_concurrent_streams},
+      {"server.memory_quota_mb", &c->server.memory_quota_mb},
+      {"server.keepalive_min_ping_interval_ms", &c->server.keepalive_min_ping_interval_ms},
+      {"server.keepalive_permit_without_calls", &c->server.keepalive_permit_without_calls},
+      {"server.keepalive_time_ms", &c->server.keepalive_time_ms},
+      {"server.keepalive_timeout_ms", &c->server.keepalive_timeout_ms},
       {"server.max_connection_age_ms", &c->server.max_connection_age_ms},
       {"server.max_connection_age_grace_ms", &c->server.max_connection_age_grace_ms},
       {"model.dir", &c->model.dir},
@@ -61,11 +67,18 @@ std::map<std::string, FieldPtr> FieldTable(Config* c) {
       {"rerank.max_chunks_per_doc", &c->rerank.max_chunks_per_doc},
       {"rerank.chunk_overlap_tokens", &c->rerank.chunk_overlap_tokens},
       {"rerank.target_latency_ms", &c->rerank.target_latency_ms},
+      {"rerank.max_id_bytes", &c->rerank.max_id_bytes},
+      {"rate_limit.identity", &c->rate_limit.identity},
+      {"rate_limit.pairs_per_minute", &c->rate_limit.pairs_per_minute},
       {"cache.max_bytes", &c->cache.max_bytes},
+      {"cache.rollout_key", &c->cache.rollout_key},
       {"audit.path", &c->audit.path},
       {"audit.queue_capacity", &c->audit.queue_capacity},
+      {"audit.queue_max_bytes", &c->audit.queue_max_bytes},
       {"audit.max_file_mb", &c->audit.max_file_mb},
+      {"audit.compress_rotated", &c->audit.compress_rotated},
       {"audit.retention_days", &c->audit.retention_days},
+      {"audit.max_total_mb", &c->audit.max_total_mb},
       {"audit.include_query_text", &c->audit.include_query_text},
       {"flags.path", &c->flags.path},
       {"flags.poll_interval_ms", &c->flags.poll_interval_ms},
@@ -215,6 +228,12 @@ absl::Status OneOf(const std::string& key, const std::string& value,
       absl::StrCat(key, ": must be one of ", absl::StrJoin(allowed, "|"), ", got '", value, "'"));
 }
 
+absl::Status Within(const std::string& key, uint64_t value, uint64_t min, uint64_t max) {
+  if (value >= min && value <= max) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(key, ": must be ", min, "..", max, ", got ", value));
+}
+
 absl::Status AtLeast(const std::string& key, uint64_t value, uint64_t min) {
   if (value >= min) return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(key, ": must be >= ", min, ", got ", value));
@@ -251,17 +270,21 @@ absl::StatusOr<Config> ParseConfigYaml(const std::string& yaml_text) {
 absl::Status ApplyEnvOverrides(const EnvLookup& env, Config* config) {
   auto table = FieldTable(config);
   const std::string flags_prefix = absl::StrCat(kFlagsInitial, ".");
+  config->flag_env_overrides.clear();
   for (const auto& [var, key] : EnvTable()) {
     std::optional<std::string> value = env(var);
     if (!value.has_value()) continue;
-    const std::string display_key = absl::StrCat(key, " (from $", var, ")");
     if (absl::StartsWith(key, flags_prefix)) {
-      RETURN_IF_ERROR(SetFlagFromText(std::string_view(key).substr(flags_prefix.size()), *value,
-                                      display_key, &config->flags.initial));
+      config->flag_env_overrides.push_back(FlagOverride{
+          absl::StrCat("$", var), std::string(key).substr(flags_prefix.size()), *value});
     } else {
+      const std::string display_key = absl::StrCat(key, " (from $", var, ")");
       RETURN_IF_ERROR(SetField(display_key, table.at(key), *value));
     }
   }
+  // The same rules FlagStore applies over an existing flags file (a stage, then single flags).
+  ASSIGN_OR_RETURN(config->flags.initial, ApplyFlagOverrides(config->flag_env_overrides,
+                                                             config->flags.initial, kFlagsInitial));
   return absl::OkStatus();
 }
 
@@ -277,6 +300,17 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
       OneOf("model.score_activation", c.model.score_activation, {"raw", "sigmoid"}),
       OneOf("rerank.long_document_mode", c.rerank.long_document_mode, {"truncate", "chunk_max"}),
       OneOf("logging.level", c.logging.level, {"trace", "debug", "info", "warn", "error"}),
+      OneOf("rate_limit.identity", c.rate_limit.identity, {"client_id", "peer"}),
+      OneOf("cache.rollout_key", c.cache.rollout_key, {"query", "client"}),
+      Within("server.max_message_bytes", c.server.max_message_bytes, 1024, kMaxMessageBytes),
+      AtLeast("server.max_concurrent_streams", c.server.max_concurrent_streams, 1),
+      AtLeast("server.memory_quota_mb", c.server.memory_quota_mb, 16),
+      AtLeast("server.keepalive_time_ms", c.server.keepalive_time_ms, 1000),
+      AtLeast("server.keepalive_timeout_ms", c.server.keepalive_timeout_ms, 100),
+      Within("rerank.max_id_bytes", c.rerank.max_id_bytes, 1, 4096),
+      Within("rate_limit.pairs_per_minute", c.rate_limit.pairs_per_minute, 0,
+             kMaxRateLimitPerMinute),
+      AtLeast("audit.queue_max_bytes", c.audit.queue_max_bytes, 64 << 10),
       AtLeast("model.max_length", c.model.max_length, 8),
       AtLeast("execution.workers", c.execution.workers, 1),
       AtLeast("execution.intra_op_threads", c.execution.intra_op_threads, 1),
@@ -335,6 +369,16 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
                        absl::StrJoin(rollout, ", "), "), got '", from, "'"));
     }
   }
+  if (uint64_t{c.server.memory_quota_mb} << 20 < c.server.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "server.memory_quota_mb: must hold at least one message of server.max_message_bytes (",
+        c.server.max_message_bytes, " bytes), got ", c.server.memory_quota_mb, " MiB"));
+  }
+  if (c.audit.max_total_mb != 0 && c.audit.max_total_mb < c.audit.max_file_mb) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("audit.max_total_mb: must be 0 (no cap) or >= audit.max_file_mb (",
+                     c.audit.max_file_mb, "), got ", c.audit.max_total_mb));
+  }
   if (c.rerank.chunk_overlap_tokens >= c.model.max_length / 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("rerank.chunk_overlap_tokens: must be < model.max_length / 2 (",
@@ -382,15 +426,6 @@ absl::StatusOr<Config> LoadConfig(const std::string& path, const EnvLookup& env)
     config = *std::move(parsed);
   }
   RETURN_IF_ERROR(ApplyEnvOverrides(env, &config));
-  // RERANKER_STAGE applies a named stage's effect on top of the other initial flags.
-  if (std::optional<std::string> stage = env("RERANKER_STAGE"); stage.has_value()) {
-    absl::StatusOr<FeatureFlags> staged = ApplyStage(*stage, config.flags.initial);
-    if (!staged.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("flags.initial.stage (from $RERANKER_STAGE): ", staged.status().message()));
-    }
-    config.flags.initial = *staged;
-  }
   RETURN_IF_ERROR(ValidateConfig(config, /*cores=*/0));
   return config;
 }

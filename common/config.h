@@ -12,16 +12,18 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/feature_flags.h"
+#include "common/flags_codec.h"
 
 namespace rerank {
 
 struct ServerConfig {
   std::string listen = "0.0.0.0:50051";    // data-plane gRPC (Reranker, health, reflection)
-  uint32_t max_message_bytes = 64u << 20;  // gRPC max receive size
+  uint32_t max_message_bytes = 64u << 20;  // gRPC max receive size; 1 KiB..1 GiB
   // SIGTERM, step 1: /ready turns 503 and grpc.health.v1 NOT_SERVING at once, but the data port
   // keeps accepting and serving for this long, so load balancers (kube endpoints, client-side
   // health checks) move traffic away before the listener closes. 0: no window (local runs).
@@ -29,13 +31,23 @@ struct ServerConfig {
   // SIGTERM, step 2: the listener closes (GOAWAY) and in-flight requests finish for up to this
   // long; whatever is still running then is cancelled.
   uint32_t drain_timeout_ms = 10000;
-  // A client connection older than this gets GOAWAY (GRPC_ARG_MAX_CONNECTION_AGE_MS), so
-  // long-lived clients re-resolve `dns:///` and spread onto new replicas. 0: never.
-  uint32_t max_connection_age_ms = 0;
-  // After that GOAWAY, calls on the old connection get this long to finish
-  // (GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS). Only used with max_connection_age_ms.
-  uint32_t max_connection_age_grace_ms = 10000;
+  // Bounds on what clients can make the gRPC server hold (app/grpc_limits.h).
+  uint32_t max_concurrent_streams = 100;  // in-flight RPCs per connection
+  uint32_t memory_quota_mb = 2048;  // gRPC resource quota: memory for all connections' buffers
+  // Keepalive enforcement: a client pinging more often than this is sent GOAWAY
+  // (too_many_pings); clients should set keepalive_time_ms >= this.
+  uint32_t keepalive_min_ping_interval_ms = 10000;
+  bool keepalive_permit_without_calls = false;  // pings without an RPC in flight count as abuse
+  uint32_t keepalive_time_ms = 60000;           // server pings an idle connection this often
+  uint32_t keepalive_timeout_ms = 20000;        // and closes it when no ack comes back in time
+  // Connections are closed (GOAWAY) after this long, so clients re-resolve and spread over new
+  // replicas behind a Kubernetes Service; in-flight RPCs get the grace period. 0: never.
+  uint32_t max_connection_age_ms = 300000;
+  uint32_t max_connection_age_grace_ms = 30000;
 };
+
+// Upper bound for server.max_message_bytes (gRPC takes an int; beyond it the value would wrap).
+inline constexpr uint32_t kMaxMessageBytes = 1u << 30;
 
 struct ModelConfig {
   std::string dir = "models/demo-minilm-l6";  // model.pt + vocab.txt + model.yaml
@@ -67,18 +79,41 @@ struct RerankConfig {
   uint32_t max_chunks_per_doc = 4;     // chunk_max: score = max over at most this many windows
   uint32_t chunk_overlap_tokens = 32;  // chunk_max: tokens shared by consecutive windows
   uint32_t target_latency_ms = 50;     // /health target_latency_met_rate_percent
+  // client_id, x-client-id metadata and request_id: at most this many bytes of printable ASCII,
+  // checked before rate limiting, audit and cache (INVALID_ARGUMENT naming the field). 1..4096.
+  uint32_t max_id_bytes = 128;
+};
+
+// The rate limit's rate and on/off switch are flags (rate_limit.enabled, rate_limit.per_minute);
+// these are deployment decisions.
+struct RateLimitConfig {
+  // Whose bucket a request takes: client_id (the id the request carries, else the x-client-id
+  // metadata, else the peer IP; trusted as sent: ids are not authenticated unless mTLS or an
+  // authenticating gateway sits in front) | peer (the peer IP; the request's id is ignored).
+  std::string identity = "client_id";
+  // Also limit query-document pairs per client per minute (a RerankBatch costs all its pairs);
+  // 0: no pair limit. Applies while the rate_limit.enabled flag is on.
+  uint32_t pairs_per_minute = 0;
 };
 
 struct CacheConfig {
   // The entry bound is a flag (flags cache.max_entries; seeded by flags.initial), not config.
   uint64_t max_bytes = 64ull << 20;  // LRU bound on key bytes + overhead
+  // What cache.traffic_percent is a percentage of: query (of traffic, sticky per query text: a
+  // repeated query is consistently cached or not) | client (of client keys, sticky per client).
+  std::string rollout_key = "query";
 };
 
 struct AuditConfig {
   std::string path = "data/reranker_audit.jsonl";
   uint32_t queue_capacity = 10000;  // events buffered; beyond it events are dropped and counted
-  uint32_t max_file_mb = 100;       // rotate above this size
-  uint32_t retention_days = 7;      // delete rotated files older than this
+  uint64_t queue_max_bytes = 64ull << 20;  // and at most this many bytes of them (>= 64 KiB)
+  uint32_t max_file_mb = 100;              // rotate above this size
+  bool compress_rotated = true;            // gzip rotated files (<name>.jsonl.gz)
+  uint32_t retention_days = 90;            // delete rotated files older than this (0: keep)
+  // Delete the oldest rotated files while the active and rotated files together exceed this
+  // (0: no cap). >= audit.max_file_mb.
+  uint32_t max_total_mb = 10240;
   bool include_query_text = false;  // otherwise only a query hash is logged
 };
 
@@ -132,12 +167,17 @@ struct Config {
   ModelConfig model;
   ExecutionConfig execution;
   RerankConfig rerank;
+  RateLimitConfig rate_limit;
   CacheConfig cache;
   AuditConfig audit;
   FlagsConfig flags;
   AdminConfig admin;
   LoggingConfig logging;
   TestingConfig testing;
+  // Not a YAML key: the flag environment variables that were set (ENABLE_RERANKER, ...,
+  // RERANKER_STAGE), filled by ApplyEnvOverrides. They are in flags.initial too, and FlagStore
+  // also applies them over an existing flags file at startup (writing and auditing the change).
+  std::vector<FlagOverride> flag_env_overrides;
 };
 
 // Reads an environment variable; injectable for tests. Returns nullopt when unset.

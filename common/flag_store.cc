@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "common/time_format.h"
 #include "spdlog/spdlog.h"
@@ -108,6 +109,18 @@ absl::StatusOr<std::unique_ptr<FlagStore>> FlagStore::Create(Options options, Cl
   }
   std::unique_ptr<FlagStore> store(new FlagStore(std::move(options), clock, audit));
   RETURN_IF_ERROR(store->Load());
+  if (!store->options_.overrides.empty()) {
+    std::vector<std::string> shown;
+    for (const FlagOverride& o : store->options_.overrides) {
+      shown.push_back(absl::StrCat(o.source, "=", o.text));
+    }
+    ASSIGN_OR_RETURN(const FeatureFlags overridden,
+                     ApplyFlagOverrides(store->options_.overrides, *store->Current()));
+    const bool changes = overridden != *store->Current();
+    spdlog::info("flags: {} over {}: {}", absl::StrJoin(shown, " "), store->options_.path,
+                 changes ? "applied and written to the file" : "the file already agrees");
+    RETURN_IF_ERROR(store->Set(overridden, store->options_.overrides_actor));
+  }
   if (store->options_.poll_interval > absl::ZeroDuration()) {
     store->watcher_ = std::thread([raw = store.get()] { raw->WatchLoop(); });
   }

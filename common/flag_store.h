@@ -53,6 +53,12 @@ class FlagStore final : public FlagSource {
     absl::Duration poll_interval = absl::Seconds(1);
     // Used, and written to `path`, when the file does not exist. Must pass ValidateFlags.
     FeatureFlags initial;
+    // Applied at Create() over the loaded file (ApplyFlagOverrides: e.g. the flag environment
+    // variables, so `ENABLE_RERANKER=false` + restart takes effect even when the file says
+    // otherwise). A change is written to the file, audited as a flag_change by `overrides_actor`
+    // and logged; a bad override fails Create().
+    std::vector<FlagOverride> overrides;
+    std::string overrides_actor = "environment";
   };
 
   using Listener = std::function<void(const FeatureFlags&)>;

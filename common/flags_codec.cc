@@ -320,6 +320,37 @@ absl::Status SetFlagFromText(std::string_view key, std::string_view text,
   return SetField(*field, value, AbslView(display_key), flags);
 }
 
+absl::StatusOr<FeatureFlags> ApplyFlagOverrides(const std::vector<FlagOverride>& overrides,
+                                                const FeatureFlags& base,
+                                                std::string_view key_prefix) {
+  auto display = [&](const FlagOverride& o) {
+    return absl::StrCat(JoinKey(AbslView(key_prefix), o.key), " (from ", o.source, ")");
+  };
+  FeatureFlags flags = base;
+  for (const FlagOverride& o : overrides) {
+    if (o.key != "stage") continue;
+    absl::StatusOr<FeatureFlags> s = ApplyStage(o.text, flags);
+    if (!s.ok()) return KeyError(display(o), s.status().message());
+    flags = *std::move(s);
+  }
+  bool changed = false;
+  for (const FlagOverride& o : overrides) {
+    if (o.key == "stage") continue;
+    const FeatureFlags before = flags;
+    RETURN_IF_ERROR(SetFlagFromText(o.key, o.text, display(o), &flags));
+    changed = changed || flags != before;
+  }
+  if (changed && flags.stage != kCustomStage) {
+    // Still the stage's effect (the variable only restated it)? Then keep its name.
+    absl::StatusOr<FeatureFlags> restaged = ApplyStage(flags.stage, flags);
+    if (!restaged.ok() || *restaged != flags) flags.stage = kCustomStage;
+  }
+  if (absl::Status s = ValidateFlags(flags); !s.ok()) {
+    return absl::InvalidArgumentError(JoinKey(AbslView(key_prefix), s.message()));
+  }
+  return flags;
+}
+
 absl::StatusOr<FeatureFlags> ParseFlagsYaml(std::string_view text, std::string_view source,
                                             FlagsMetadata* metadata) {
   FeatureFlags flags;

@@ -75,6 +75,25 @@ absl::Status ApplyFlagsJson(const nlohmann::json& json, std::string_view key_pre
 absl::Status SetFlagFromText(std::string_view key, std::string_view text,
                              std::string_view display_key, FeatureFlags* flags);
 
+// One flag set from outside the flags file (an environment variable such as ENABLE_RERANKER).
+struct FlagOverride {
+  std::string source;  // where it came from, for errors and logs: "$ENABLE_RERANKER"
+  std::string key;     // a FlagFields() key ("reranker.enabled"), or "stage" for a named stage
+  std::string text;    // the value as written (SetFlagFromText rules)
+  bool operator==(const FlagOverride& o) const {
+    return source == o.source && key == o.key && text == o.text;
+  }
+};
+
+// Applies `overrides` on top of `base`: a "stage" override first (ApplyStage: the named stage's
+// effect), then every other key, so a single variable wins over the stage it is combined with.
+// When the result is not what its stage says (e.g. ENABLE_RERANKER=false under `full`), stage
+// becomes "custom", as for an admin patch. Validates; errors name `key_prefix` + key and the
+// source, e.g. "flags.initial.reranker.enabled (from $ENABLE_RERANKER): must be true or false".
+absl::StatusOr<FeatureFlags> ApplyFlagOverrides(const std::vector<FlagOverride>& overrides,
+                                                const FeatureFlags& base,
+                                                std::string_view key_prefix = "");
+
 // Parses a flags file on top of FeatureFlags{} and validates (ValidateFlags). Errors are
 // InvalidArgument prefixed with "<source>: ". `metadata` (optional) receives updated_by/at.
 absl::StatusOr<FeatureFlags> ParseFlagsYaml(std::string_view text,

@@ -31,6 +31,29 @@ struct RequestReport {
   bool rate_limited = false;
 };
 
+// Whether a finished request is a failure of the service (what error rates and the error alert
+// count): INTERNAL, UNAVAILABLE, UNKNOWN, DATA_LOSS, UNIMPLEMENTED, ABORTED, DEADLINE_EXCEEDED
+// (the server did not answer within the caller's deadline, e.g. the job expired in the queue) and
+// RESOURCE_EXHAUSTED from a full queue. Not: OK, the client's own mistakes (INVALID_ARGUMENT,
+// FAILED_PRECONDITION, OUT_OF_RANGE, NOT_FOUND, ...), CANCELLED (the client gave up) and
+// rate-limited requests (policy working; counted separately).
+inline bool IsServerFailure(const RequestReport& r) {
+  switch (r.code) {
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kUnimplemented:
+    case absl::StatusCode::kAborted:
+    case absl::StatusCode::kDeadlineExceeded:
+      return true;
+    case absl::StatusCode::kResourceExhausted:
+      return !r.rate_limited;
+    default:
+      return false;
+  }
+}
+
 // Thread-safe; called on gRPC or worker threads, outside engine locks. Must not block.
 class RequestObserver {
  public:

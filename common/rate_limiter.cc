@@ -75,7 +75,8 @@ void RateLimiter::ExpireIdleLocked(absl::Time now, int max_checks) {
   }
 }
 
-RateLimiter::Decision RateLimiter::Allow(std::string_view client_key) {
+RateLimiter::Decision RateLimiter::Allow(std::string_view client_key, uint32_t cost) {
+  cost = std::max<uint32_t>(cost, 1);
   const absl::Time now = clock_->Now();
   absl::MutexLock lock(&mu_);
   ExpireIdleLocked(now, kExpiryChecksPerCall);
@@ -101,12 +102,17 @@ RateLimiter::Decision RateLimiter::Allow(std::string_view client_key) {
   RefillLocked(b, now);
   b.last_used = now;
   Decision d;
-  if (b.units >= kUnitsPerToken) {
-    b.units -= kUnitsPerToken;
+  // 128-bit: cost (up to 2^32) x kUnitsPerToken does not fit in 64 bits.
+  const __int128 needed = static_cast<__int128>(cost) * kUnitsPerToken;
+  if (b.units >= needed) {
+    b.units -= static_cast<int64_t>(needed);
     d.allowed = true;
     ++allowed_;
+  } else if (needed > CapacityLocked()) {
+    d.retry_after = absl::InfiniteDuration();
+    ++denied_;
   } else {
-    const int64_t missing = kUnitsPerToken - b.units;
+    const int64_t missing = static_cast<int64_t>(needed - b.units);
     const int64_t rate = requests_per_minute_;
     d.retry_after = absl::Nanoseconds((missing + rate - 1) / rate);  // ceil
     ++denied_;

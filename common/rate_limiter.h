@@ -76,8 +76,10 @@ class RateLimiter {
   RateLimiter(const RateLimiter&) = delete;
   RateLimiter& operator=(const RateLimiter&) = delete;
 
-  // Takes one token from `client_key`'s bucket if available.
-  Decision Allow(std::string_view client_key);
+  // Takes `cost` tokens (>= 1; e.g. a request's query-document pairs) from `client_key`'s bucket
+  // if that many are available, else takes none. A cost above the bucket's capacity is never
+  // allowed (retry_after is then absl::InfiniteDuration()).
+  Decision Allow(std::string_view client_key, uint32_t cost = 1);
 
   // Changes the sustained rate at runtime (flags). Existing buckets are first refilled at the old
   // rate up to now, then clamped to the new capacity. O(clients); meant for rare flag changes.

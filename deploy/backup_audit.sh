@@ -6,7 +6,7 @@
 # Usage: backup_audit.sh [--audit-log PATH] [--dest DIR] [--keep-days N]
 #   --audit-log  the active audit file (default $RERANKER_AUDIT_LOG, else
 #                data/reranker_audit.jsonl); its rotated files <stem>-<yyyymmddTHHMMSS>-<seq><ext>
-#                sit beside it
+#                (gzip-compressed by rerankd: <ext>.gz) sit beside it
 #   --dest       where archives go (default $AUDIT_BACKUP_DIR, else backups/audit); created
 #   --keep-days  delete this script's archives dated more than N days ago (default 90; 0 keeps all)
 # The archive is <dest>/<stem>-backup-<yyyymmdd>-<HHMMSS>.tar.gz (UTC). rerankd keeps writing
@@ -47,7 +47,10 @@ ext=""
 shopt -s nullglob
 files=()
 [ -f "$audit_log" ] && files+=("$base")
-for f in "$dir/$stem"-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]-*"$ext"; do
+# Plain (audit.compress_rotated: false, or not compressed yet) and gzip-compressed; never the
+# .gz.tmp of a compression in progress.
+for f in "$dir/$stem"-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]-*"$ext" \
+         "$dir/$stem"-[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]T[0-9][0-9][0-9][0-9][0-9][0-9]-*"$ext".gz; do
   files+=("$(basename "$f")")
 done
 [ ${#files[@]} -gt 0 ] || die "no audit files at $audit_log (nor rotated ones beside it)"

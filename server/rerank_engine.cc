@@ -63,12 +63,18 @@ struct RerankEngine::SubPlan {
 struct RerankEngine::RunState {
   std::string rpc;
   CallInfo call;
+  // The validated client key; until the ids are checked, the peer IP (never an unchecked id).
+  std::string client_key;
   absl::Time start;
   std::shared_ptr<const FeatureFlags> flags;
   std::shared_ptr<const ActiveModel> model;  // taken once at the start, used to the end
   std::string batch_request_id;              // RerankBatch only
   std::vector<SubPlan> plans;
   std::vector<Encoding> rows;
+  // Row ranges [begin, end) submitted as separate jobs, in order: one for all rows, or one per
+  // sub-request when cross-request batching is off. `scores` collects every row's score.
+  std::vector<std::pair<size_t, size_t>> segments;
+  std::vector<float> scores;
   std::vector<v1::RerankResponse> responses;
   RerankDone rerank_done;
   BatchDone batch_done;
@@ -125,6 +131,10 @@ absl::StatusOr<std::unique_ptr<RerankEngine>> RerankEngine::Create(const Options
   if (options.max_chunks_per_doc < 1) {
     return absl::InvalidArgumentError("rerank.max_chunks_per_doc: must be >= 1");
   }
+  if (options.max_id_bytes < 1 || options.max_id_bytes > kMaxIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("rerank.max_id_bytes: must be 1..", kMaxIdBytes,
+                                                   ", got ", options.max_id_bytes));
+  }
   // The initial model is borrowed (Deps): non-owning handles.
   auto initial = std::make_shared<ServingModel>();
   initial->info = deps.model;
@@ -135,28 +145,81 @@ absl::StatusOr<std::unique_ptr<RerankEngine>> RerankEngine::Create(const Options
   return engine;
 }
 
+absl::Status RerankEngine::CheckId(std::string_view id, const std::string& field) const {
+  if (id.size() > options_.max_id_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", id.size(), " bytes exceeds the limit of ", options_.max_id_bytes,
+                     " (rerank.max_id_bytes)"));
+  }
+  for (size_t i = 0; i < id.size(); ++i) {
+    const unsigned char c = static_cast<unsigned char>(id[i]);
+    if (c < 0x20 || c > 0x7e) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: must be printable ASCII (0x20..0x7e), got byte 0x%02x at offset %d", field, c, i));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> RerankEngine::ResolveClientKey(const std::string& client_id,
+                                                           const CallInfo& call) const {
+  RETURN_IF_ERROR(CheckId(call.metadata_client_id, "x-client-id (metadata)"));
+  if (options_.identity == Options::Identity::kClientId) {
+    if (!client_id.empty()) return client_id;
+    if (!call.metadata_client_id.empty()) return call.metadata_client_id;
+  }
+  return call.peer_ip;
+}
+
+absl::Status RerankEngine::RateLimited(RateLimiter::Decision d, const std::string& client_key,
+                                       const std::string& request_id, const std::string& what,
+                                       uint32_t limit) const {
+  const int64_t retry_ms = std::max<int64_t>(
+      1, absl::ToInt64Milliseconds(absl::Ceil(d.retry_after, absl::Milliseconds(1))));
+  nlohmann::json ev = {
+      {"client_id", client_key}, {"request_id", request_id}, {"retry_after_ms", retry_ms}};
+  ev[what == "requests" ? "limit_per_minute" : "limit_pairs_per_minute"] = limit;
+  deps_.audit->Record("rate_limit_violation", std::move(ev));
+  absl::Status s = absl::ResourceExhaustedError(
+      absl::StrFormat("rate limit of %d %s/minute exceeded for client '%s'; retry after %.3fs",
+                      limit, what, client_key, retry_ms / 1000.0));
+  s.SetPayload(kRetryAfterPayload, absl::Cord(absl::StrCat(retry_ms)));
+  return s;
+}
+
 absl::Status RerankEngine::CheckRateLimit(const std::string& client_key, const FeatureFlags& flags,
                                           const std::string& request_id) const {
   if (deps_.rate_limiter == nullptr || !flags.rate_limit_enabled) return absl::OkStatus();
   deps_.rate_limiter->SetRequestsPerMinute(flags.rate_limit_per_minute).IgnoreError();
   RateLimiter::Decision d = deps_.rate_limiter->Allow(client_key);
   if (d.allowed) return absl::OkStatus();
-  const int64_t retry_ms = std::max<int64_t>(
-      1, absl::ToInt64Milliseconds(absl::Ceil(d.retry_after, absl::Milliseconds(1))));
-  nlohmann::json ev = {{"client_id", client_key},
-                       {"request_id", request_id},
-                       {"limit_per_minute", flags.rate_limit_per_minute},
-                       {"retry_after_ms", retry_ms}};
-  deps_.audit->Record("rate_limit_violation", std::move(ev));
-  absl::Status s = absl::ResourceExhaustedError(absl::StrFormat(
-      "rate limit of %d requests/minute exceeded for client '%s'; retry after %.3fs",
-      flags.rate_limit_per_minute, client_key, retry_ms / 1000.0));
-  s.SetPayload(kRetryAfterPayload, absl::Cord(absl::StrCat(retry_ms)));
-  return s;
+  return RateLimited(d, client_key, request_id, "requests", flags.rate_limit_per_minute);
+}
+
+absl::Status RerankEngine::CheckPairLimit(const RunState& state, const std::string& field) const {
+  if (deps_.pair_limiter == nullptr || !state.flags->rate_limit_enabled) return absl::OkStatus();
+  uint64_t pairs = 0;
+  for (const SubPlan& p : state.plans) {
+    if (p.reranked) pairs += p.docs.size();
+  }
+  if (pairs == 0) return absl::OkStatus();
+  const uint32_t limit = deps_.pair_limiter->GetStats().burst;
+  if (pairs > limit) {
+    // More than a full bucket: waiting would never help.
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", pairs, " query-document pairs exceeds the per-client limit of ",
+                     limit, " pairs per minute (rate_limit.pairs_per_minute); split the request"));
+  }
+  const std::string& request_id =
+      state.batch_request_id.empty() ? state.plans[0].request_id : state.batch_request_id;
+  RateLimiter::Decision d =
+      deps_.pair_limiter->Allow(state.client_key, static_cast<uint32_t>(pairs));
+  if (d.allowed) return absl::OkStatus();
+  return RateLimited(d, state.client_key, request_id, "pairs", limit);
 }
 
 absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string& prefix,
-                                const std::string& client_key, const FeatureFlags& flags,
+                                const std::string& rollout_client, const FeatureFlags& flags,
                                 std::vector<Encoding>* rows, SubPlan* plan) const {
   plan->request = &req;
   if (plan->request_id.empty()) {
@@ -167,7 +230,7 @@ absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string&
   if (!plan->reranked) return absl::OkStatus();  // pass-through: original order, cut to top_n
   ASSIGN_OR_RETURN(const std::vector<int32_t> query_ids,
                    TokenizeQuery(req, prefix, *plan->model->serving->tokenizer));
-  ResolveScoring(req, client_key, flags, plan);
+  ResolveScoring(req, rollout_client, flags, plan);
   if (plan->use_cache) LookupCache(req, plan);
   return EncodeDocuments(req, prefix, query_ids, rows, plan);
 }
@@ -246,7 +309,7 @@ absl::StatusOr<std::vector<int32_t>> RerankEngine::TokenizeQuery(
   return ids;
 }
 
-void RerankEngine::ResolveScoring(const v1::RerankRequest& req, const std::string& client_key,
+void RerankEngine::ResolveScoring(const v1::RerankRequest& req, const std::string& rollout_client,
                                   const FeatureFlags& flags, SubPlan* plan) const {
   plan->chunk = req.long_document_mode() == v1::LONG_DOCUMENT_MODE_UNSPECIFIED
                     ? options_.chunk_long_documents
@@ -256,8 +319,10 @@ void RerankEngine::ResolveScoring(const v1::RerankRequest& req, const std::strin
   plan->cache_namespace = plan->chunk ? absl::StrCat(ns, "|chunk", options_.max_chunks_per_doc, "o",
                                                      options_.chunk_overlap_tokens)
                                       : absl::StrCat(ns, "|trunc");
+  const std::string& rollout_key =
+      options_.cache_rollout_key == Options::RolloutKey::kQuery ? req.query() : rollout_client;
   plan->use_cache = deps_.cache != nullptr && flags.cache_enabled &&
-                    InRollout(client_key, flags.cache_traffic_percent);
+                    InRollout(rollout_key, flags.cache_traffic_percent);
 }
 
 void RerankEngine::LookupCache(const v1::RerankRequest& req, SubPlan* plan) const {
@@ -348,6 +413,7 @@ void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call
   auto state = std::make_shared<RunState>();
   state->rpc = "Rerank";
   state->call = call;
+  state->client_key = call.peer_ip;
   state->start = deps_.clock->Now();
   state->flags = deps_.flags->Current();
   state->model = CurrentModel();
@@ -356,14 +422,24 @@ void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call
   SubPlan& plan = state->plans[0];
   plan.request = &request;
   plan.model = state->model.get();
-  plan.request_id = request.request_id().empty() ? NewRequestId() : request.request_id();
-  if (absl::Status s = CheckRateLimit(call.client_key, *state->flags, plan.request_id); !s.ok()) {
+  plan.request_id = NewRequestId();
+  // The ids first: nothing below (limiter, audit, cache, error messages) may see a bad one.
+  absl::Status ids = CheckId(request.client_id(), "client_id");
+  if (ids.ok()) ids = CheckId(request.request_id(), "request_id");
+  absl::StatusOr<std::string> key =
+      ids.ok() ? ResolveClientKey(request.client_id(), call) : absl::StatusOr<std::string>(ids);
+  if (!key.ok()) return Complete(*state, key.status());
+  state->client_key = *std::move(key);
+  if (!request.request_id().empty()) plan.request_id = request.request_id();
+  if (absl::Status s = CheckRateLimit(state->client_key, *state->flags, plan.request_id); !s.ok()) {
     return Complete(*state, s);
   }
-  if (absl::Status s = Plan(request, "", call.client_key, *state->flags, &state->rows, &plan);
+  if (absl::Status s = Plan(request, "", state->client_key, *state->flags, &state->rows, &plan);
       !s.ok()) {
     return Complete(*state, s);
   }
+  if (absl::Status s = CheckPairLimit(*state, "documents"); !s.ok()) return Complete(*state, s);
+  state->segments.push_back({0, state->rows.size()});
   Run(std::move(state));
 }
 
@@ -372,20 +448,17 @@ void RerankEngine::RerankBatch(const v1::RerankBatchRequest& request, const Call
   auto state = std::make_shared<RunState>();
   state->rpc = "RerankBatch";
   state->call = call;
+  state->client_key = call.peer_ip;
   state->start = deps_.clock->Now();
   state->flags = deps_.flags->Current();
   state->model = CurrentModel();
   state->batch_done = std::move(done);
-  state->batch_request_id = request.request_id().empty() ? NewRequestId() : request.request_id();
-  if (!state->flags->batch_enabled) {
-    return Complete(*state, absl::FailedPreconditionError(
-                                absl::StrCat("batch reranking is disabled by feature flag (stage '",
-                                             state->flags->stage, "'); use Rerank per query")));
-  }
-  if (absl::Status s = CheckRateLimit(call.client_key, *state->flags, state->batch_request_id);
-      !s.ok()) {
-    return Complete(*state, s);
-  }
+  state->batch_request_id = NewRequestId();
+  absl::Status ids = CheckId(request.client_id(), "client_id");
+  if (ids.ok()) ids = CheckId(request.request_id(), "request_id");
+  absl::StatusOr<std::string> key =
+      ids.ok() ? ResolveClientKey(request.client_id(), call) : absl::StatusOr<std::string>(ids);
+  if (!key.ok()) return Complete(*state, key.status());
   if (request.requests_size() == 0) {
     return Complete(*state,
                     absl::InvalidArgumentError("requests: must contain at least one request"));
@@ -396,48 +469,84 @@ void RerankEngine::RerankBatch(const v1::RerankBatchRequest& request, const Call
                         "requests: ", request.requests_size(), " requests exceeds the limit of ",
                         options_.max_batch_requests, " (rerank.max_batch_requests)")));
   }
+  for (int i = 0; i < request.requests_size(); ++i) {
+    const v1::RerankRequest& sub = request.requests(i);
+    const std::string prefix = absl::StrCat("requests[", i, "].");
+    if (absl::Status s = CheckId(sub.client_id(), prefix + "client_id"); !s.ok()) {
+      return Complete(*state, s);
+    }
+    if (absl::Status s = CheckId(sub.request_id(), prefix + "request_id"); !s.ok()) {
+      return Complete(*state, s);
+    }
+  }
+  state->client_key = *std::move(key);
+  if (!request.request_id().empty()) state->batch_request_id = request.request_id();
+  if (absl::Status s = CheckRateLimit(state->client_key, *state->flags, state->batch_request_id);
+      !s.ok()) {
+    return Complete(*state, s);
+  }
+  const bool by_peer = options_.identity == Options::Identity::kPeer;
   state->plans.resize(request.requests_size());
   for (SubPlan& p : state->plans) p.model = state->model.get();
   for (int i = 0; i < request.requests_size(); ++i) {
     const v1::RerankRequest& sub = request.requests(i);
-    const std::string& key = sub.client_id().empty() ? call.client_key : sub.client_id();
+    // A sub-request's own client_id only picks its cache rollout (rate limiting is per RPC).
+    const std::string& key =
+        by_peer || sub.client_id().empty() ? state->client_key : sub.client_id();
+    const size_t first_row = state->rows.size();
     absl::Status s = Plan(sub, absl::StrCat("requests[", i, "]."), key, *state->flags, &state->rows,
                           &state->plans[i]);
     if (!s.ok()) {
       state->plans.resize(i + 1);
       return Complete(*state, s);
     }
+    // batch.enabled off (rollback): no cross-request batching, one job per sub-request.
+    if (!state->flags->batch_enabled && state->rows.size() > first_row) {
+      state->segments.push_back({first_row, state->rows.size()});
+    }
   }
+  if (absl::Status s = CheckPairLimit(*state, "requests"); !s.ok()) return Complete(*state, s);
+  if (state->flags->batch_enabled) state->segments.push_back({0, state->rows.size()});
   Run(std::move(state));
 }
 
 void RerankEngine::Run(std::shared_ptr<RunState> state) {
-  if (state->rows.empty()) {  // pass-through, or every pair cached
-    for (const SubPlan& p : state->plans) state->responses.push_back(Assemble(p, {}));
-    return Complete(*state, absl::OkStatus());
-  }
+  if (state->rows.empty()) return Finish(*state);  // pass-through, or every pair cached
+  state->scores.assign(state->rows.size(), 0.0f);
+  SubmitSegment(std::move(state), 0);
+}
+
+void RerankEngine::SubmitSegment(std::shared_ptr<RunState> state, size_t segment) {
+  const auto [begin, end] = state->segments[segment];
   auto job = std::make_shared<ScoringJob>();
-  job->rows = std::move(state->rows);
+  job->rows.assign(std::make_move_iterator(state->rows.begin() + begin),
+                   std::make_move_iterator(state->rows.begin() + end));
   job->deadline = state->call.deadline;
   job->is_cancelled = state->call.is_cancelled;
-  job->done = [this, state](absl::StatusOr<std::vector<float>> scores) {
+  job->done = [this, state, segment, begin = begin](absl::StatusOr<std::vector<float>> scores) {
     if (!scores.ok()) return Complete(*state, scores.status());
-    for (const SubPlan& p : state->plans) {
-      if (p.use_cache && deps_.cache != nullptr) {
-        for (const SubPlan::Doc& d : p.docs) {
-          if (d.cached || d.num_rows == 0) continue;
-          float s = (*scores)[d.first_row];
-          for (int k = 1; k < d.num_rows; ++k) s = std::max(s, (*scores)[d.first_row + k]);
-          deps_.cache->Insert(p.cache_namespace, p.request->query(),
-                              p.request->documents(d.index).text(), s);
-        }
-      }
-      state->responses.push_back(Assemble(p, *scores));
-    }
-    Complete(*state, absl::OkStatus());
+    std::copy(scores->begin(), scores->end(), state->scores.begin() + begin);
+    if (segment + 1 < state->segments.size()) return SubmitSegment(state, segment + 1);
+    Finish(*state);
   };
   absl::Status submitted = state->model->serving->queue->Submit(job);
   if (!submitted.ok()) Complete(*state, submitted);  // `done` is not called on a failed Submit
+}
+
+void RerankEngine::Finish(RunState& state) {
+  for (const SubPlan& p : state.plans) {
+    if (p.use_cache && deps_.cache != nullptr) {
+      for (const SubPlan::Doc& d : p.docs) {
+        if (d.cached || d.num_rows == 0) continue;
+        float s = state.scores[d.first_row];
+        for (int k = 1; k < d.num_rows; ++k) s = std::max(s, state.scores[d.first_row + k]);
+        deps_.cache->Insert(p.cache_namespace, p.request->query(),
+                            p.request->documents(d.index).text(), s);
+      }
+    }
+    state.responses.push_back(Assemble(p, state.scores));
+  }
+  Complete(state, absl::OkStatus());
 }
 
 void RerankEngine::Complete(RunState& state, absl::Status status) {
@@ -445,7 +554,7 @@ void RerankEngine::Complete(RunState& state, absl::Status status) {
   const double latency_ms = absl::ToDoubleMilliseconds(latency);
   RequestReport report;
   report.rpc = state.rpc;
-  report.client = state.call.client_key;
+  report.client = state.client_key;
   report.code = status.code();
   report.latency = latency;
   report.queries = static_cast<int>(state.plans.size());
@@ -466,12 +575,16 @@ void RerankEngine::Complete(RunState& state, absl::Status status) {
       const SubPlan* p = i < state.plans.size() ? &state.plans[i] : nullptr;
       ev["request_id"] =
           p != nullptr && !p->request_id.empty() ? p->request_id : state.batch_request_id;
-      ev["client_id"] = state.call.client_key;
+      ev["client_id"] = state.client_key;
       ev["rpc"] = state.rpc;
       if (!state.batch_request_id.empty()) ev["batch_request_id"] = state.batch_request_id;
       if (p != nullptr && p->request != nullptr) {
         ev["query_hash"] = QueryHash(p->request->query());
-        if (options_.include_query_text_in_audit) ev["query"] = p->request->query();
+        // Bounded: an oversized query (rejected) is never copied into the audit log.
+        if (options_.include_query_text_in_audit &&
+            p->request->query().size() <= options_.max_query_bytes) {
+          ev["query"] = p->request->query();
+        }
         ev["num_documents"] = p->request->documents_size();
         ev["top_n"] = p->top_n;
         ev["cache_hits"] = p->cache_hits;

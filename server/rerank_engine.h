@@ -1,6 +1,8 @@
-// The data plane's logic, independent of gRPC: validates a request, applies the feature-flag
-// snapshot (pass-through, overfetch, cache rollout), rate-limits, tokenizes, serves cached pairs,
-// submits the rest to the ScoringQueue (the Batcher) and assembles the ranked response. The gRPC
+// The data plane's logic, independent of gRPC: checks the caller's identity (client_id,
+// x-client-id, request_id: bounded printable ASCII, before anything else sees them), rate-limits,
+// validates the request, applies the feature-flag snapshot (pass-through, overfetch, cache
+// rollout), tokenizes, serves cached pairs, submits the rest to the ScoringQueue (the Batcher) and
+// assembles the ranked response. The gRPC
 // service (server/rerank_service.h) is a thin adapter over it, so other front ends (an HTTP route)
 // can reuse it unchanged.
 //
@@ -16,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -36,9 +39,14 @@
 
 namespace rerank {
 
-// Per-call facts the transport knows.
+// Per-call facts the transport knows. The engine, not the transport, validates the id and decides
+// the client key (see RerankEngine::Options::identity).
 struct CallInfo {
-  std::string client_key;  // client_id, else x-client-id, else peer
+  // The `x-client-id` metadata as sent ("" when absent). Untrusted: validated like client_id.
+  std::string metadata_client_id;
+  // The peer's IP address without the port ("" when unknown, e.g. in-process): the client key of
+  // a request without an id, so all connections from one host share one rate-limit bucket.
+  std::string peer_ip;
   absl::Time deadline = absl::InfiniteFuture();
   std::function<bool()> is_cancelled;  // optional
 };
@@ -65,7 +73,23 @@ class RerankEngine {
     uint32_t chunk_overlap_tokens = 32;
     bool sigmoid_by_default = false;  // default score activation
     bool include_query_text_in_audit = false;
+    // client_id, x-client-id and request_id: at most this many bytes of printable ASCII
+    // (0x20..0x7e), checked before rate limiting, audit and cache see them. 1..kMaxIdBytes.
+    uint32_t max_id_bytes = 128;
+    // Whose bucket a request takes and what `client_id` the audit records. kClientId: the id the
+    // request carries (client_id, else x-client-id, else the peer IP), trusted as sent: client ids
+    // are not authenticated unless mTLS or an authenticating gateway sits in front. kPeer: the
+    // peer IP only; whatever the request says is ignored for limiting and rollout.
+    enum class Identity { kClientId, kPeer };
+    Identity identity = Identity::kClientId;
+    // What the sticky cache rollout (cache.traffic_percent) hashes. kQuery: the query text, so the
+    // percentage is a share of traffic even with one client, and a repeated query is consistently
+    // cached or not. kClient: the client key (a share of clients).
+    enum class RolloutKey { kQuery, kClient };
+    RolloutKey cache_rollout_key = RolloutKey::kQuery;
   };
+  // Upper bound for Options::max_id_bytes.
+  static constexpr uint32_t kMaxIdBytes = 4096;
   // Everything the engine uses and does not own; each must outlive the engine. cache,
   // rate_limiter and observer may be null (feature absent). tokenizer, queue and model are the
   // initial model (not owned; they must outlive the engine); SetModel() replaces them.
@@ -76,7 +100,11 @@ class RerankEngine {
     Clock* clock = nullptr;
     AuditSink* audit = nullptr;
     ScoreCache* cache = nullptr;
-    RateLimiter* rate_limiter = nullptr;
+    RateLimiter* rate_limiter = nullptr;  // requests per minute per client (flags decide the rate)
+    // Optional: query-document pairs per minute per client (rate_limit.pairs_per_minute; its rate
+    // is fixed at creation). A Rerank costs its candidates, a RerankBatch those of every
+    // sub-request; charged when the flags' rate_limit.enabled is on, after validation.
+    RateLimiter* pair_limiter = nullptr;
     RequestObserver* observer = nullptr;
     ModelInfo model;
   };
@@ -86,6 +114,9 @@ class RerankEngine {
   using RerankDone = std::function<void(absl::Status, v1::RerankResponse)>;
   using BatchDone = std::function<void(absl::Status, v1::RerankBatchResponse)>;
   void Rerank(const v1::RerankRequest& request, const CallInfo& call, RerankDone done);
+  // With the flags' batch.enabled off (the `rollback` stage) a RerankBatch is still served: its
+  // sub-requests are scored one after another, each as its own job, without cross-request
+  // batching.
   void RerankBatch(const v1::RerankBatchRequest& request, const CallInfo& call, BatchDone done);
 
   // Swaps in a new model for requests that start from now on. InvalidArgument when the bundle
@@ -114,7 +145,7 @@ class RerankEngine {
   // Validates and tokenizes one request; adds its rows to `rows`. Field names in errors are
   // prefixed with `prefix` ("" or "requests[3]."). Runs the steps below in order.
   absl::Status Plan(const v1::RerankRequest& request, const std::string& prefix,
-                    const std::string& client_key, const FeatureFlags& flags,
+                    const std::string& rollout_client, const FeatureFlags& flags,
                     std::vector<Encoding>* rows, SubPlan* plan) const;
   // 1. Sizes, UTF-8 and enum values against Options; INVALID_ARGUMENT naming the field.
   absl::Status ValidateRequest(const v1::RerankRequest& request, const std::string& prefix) const;
@@ -126,8 +157,9 @@ class RerankEngine {
   absl::StatusOr<std::vector<int32_t>> TokenizeQuery(const v1::RerankRequest& request,
                                                      const std::string& prefix,
                                                      const WordPieceTokenizer& tokenizer) const;
-  // 4. Long-document mode, cache namespace and whether this client is in the cache rollout.
-  void ResolveScoring(const v1::RerankRequest& request, const std::string& client_key,
+  // 4. Long-document mode, cache namespace and whether this request (its query, or its client)
+  //    is in the cache rollout.
+  void ResolveScoring(const v1::RerankRequest& request, const std::string& rollout_client,
                       const FeatureFlags& flags, SubPlan* plan) const;
   // 5. Marks cached candidates with their scores (only when plan->use_cache).
   void LookupCache(const v1::RerankRequest& request, SubPlan* plan) const;
@@ -136,10 +168,25 @@ class RerankEngine {
                                const std::vector<int32_t>& query_ids, std::vector<Encoding>* rows,
                                SubPlan* plan) const;
   static v1::RerankResponse Assemble(const SubPlan& plan, const std::vector<float>& row_scores);
+  // INVALID_ARGUMENT naming `field` unless `id` is at most max_id_bytes of printable ASCII. The
+  // message never quotes the id.
+  absl::Status CheckId(std::string_view id, const std::string& field) const;
+  // Checks every id the call carries (request or batch) and returns the client key.
+  absl::StatusOr<std::string> ResolveClientKey(const std::string& client_id,
+                                               const CallInfo& call) const;
   void Run(std::shared_ptr<RunState> state);
+  // Submits the state's row segment `segment` (all rows, or one sub-request's when batching is
+  // off); the next one is submitted when it completes.
+  void SubmitSegment(std::shared_ptr<RunState> state, size_t segment);
+  void Finish(RunState& state);
   void Complete(RunState& state, absl::Status status);
   absl::Status CheckRateLimit(const std::string& client_key, const FeatureFlags& flags,
                               const std::string& request_id) const;
+  // Charges the planned pairs to deps_.pair_limiter; `field` names the request's list in errors.
+  absl::Status CheckPairLimit(const RunState& state, const std::string& field) const;
+  absl::Status RateLimited(RateLimiter::Decision d, const std::string& client_key,
+                           const std::string& request_id, const std::string& what,
+                           uint32_t limit) const;
 
   const Options options_;
   const Deps deps_;

@@ -3,15 +3,22 @@
 #include <chrono>
 
 #include "absl/strings/cord.h"
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/grpc_status.h"
 
 namespace rerank {
 namespace {
 
-CallInfo MakeCallInfo(grpc::CallbackServerContext* context, const std::string& client_id) {
+// gRPC's own limit on metadata (8 KiB by default) bounds the copy; the engine validates it.
+CallInfo MakeCallInfo(grpc::CallbackServerContext* context) {
   CallInfo call;
-  call.client_key = ClientKey(*context, client_id);
+  const auto& md = context->client_metadata();
+  if (auto it = md.find("x-client-id"); it != md.end()) {
+    call.metadata_client_id.assign(it->second.data(), it->second.size());
+  }
+  call.peer_ip = PeerIp(context->peer());
   const auto deadline = context->deadline();
   if (deadline != std::chrono::system_clock::time_point::max()) {
     call.deadline = absl::FromChrono(deadline);
@@ -28,20 +35,29 @@ void AddRetryHint(grpc::CallbackServerContext* context, const absl::Status& stat
 
 }  // namespace
 
-std::string ClientKey(const grpc::CallbackServerContext& context, const std::string& client_id) {
-  if (!client_id.empty()) return client_id;
-  const auto& md = context.client_metadata();
-  if (auto it = md.find("x-client-id"); it != md.end() && it->second.size() > 0) {
-    return std::string(it->second.data(), it->second.size());
+std::string PeerIp(absl::string_view peer) {
+  // gRPC URIs: "ipv4:10.1.2.3:5678", "ipv6:[::1]:5678" (maybe %-encoded), "unix:/path".
+  absl::string_view rest = peer;
+  if (absl::ConsumePrefix(&rest, "ipv4:")) {
+    const size_t colon = rest.rfind(':');
+    return std::string(colon == absl::string_view::npos ? rest : rest.substr(0, colon));
   }
-  return context.peer();
+  if (absl::ConsumePrefix(&rest, "ipv6:")) {
+    if (absl::ConsumePrefix(&rest, "%5B") || absl::ConsumePrefix(&rest, "[")) {
+      size_t close = rest.find(']');
+      if (close == absl::string_view::npos) close = rest.find("%5D");
+      return std::string(rest.substr(0, close));
+    }
+    return std::string(rest);
+  }
+  return std::string(peer);  // unix sockets and the like: the whole address
 }
 
 grpc::ServerUnaryReactor* RerankService::Rerank(grpc::CallbackServerContext* context,
                                                 const v1::RerankRequest* request,
                                                 v1::RerankResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  engine_->Rerank(*request, MakeCallInfo(context, request->client_id()),
+  engine_->Rerank(*request, MakeCallInfo(context),
                   [context, reactor, response](absl::Status status, v1::RerankResponse result) {
                     if (status.ok()) {
                       *response = std::move(result);
@@ -58,7 +74,7 @@ grpc::ServerUnaryReactor* RerankService::RerankBatch(grpc::CallbackServerContext
                                                      v1::RerankBatchResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   engine_->RerankBatch(
-      *request, MakeCallInfo(context, request->client_id()),
+      *request, MakeCallInfo(context),
       [context, reactor, response](absl::Status status, v1::RerankBatchResponse result) {
         if (status.ok()) {
           *response = std::move(result);

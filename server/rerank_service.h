@@ -9,6 +9,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "rerank/v1/reranker.grpc.pb.h"
 #include "server/rerank_engine.h"
 
@@ -30,9 +31,11 @@ class RerankService final : public v1::Reranker::CallbackService {
   RerankEngine* const engine_;
 };
 
-// The client key for rate limiting, cache rollout and audit: the request's client_id, else the
-// `x-client-id` metadata, else the peer address.
-std::string ClientKey(const grpc::CallbackServerContext& context, const std::string& client_id);
+// The peer's IP address without the port, from grpc::ServerContext::peer():
+// "ipv4:10.1.2.3:5678" -> "10.1.2.3", "ipv6:[::1]:5678" -> "::1"; other forms (unix:...) whole.
+// Requests without a client id are keyed by it, so every connection from one host shares a
+// rate-limit bucket (the port would give each new connection a fresh one).
+std::string PeerIp(absl::string_view peer);
 
 }  // namespace rerank
 

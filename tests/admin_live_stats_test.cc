@@ -80,13 +80,37 @@ TEST(LiveStatsTest, ExactPercentilesAverageAndTargetRate) {
   EXPECT_EQ(s.latency_samples, 100u);
 }
 
+// error_rate_percent counts failures of the service only; the caller's mistakes, cancellations
+// and rate-limit denials are not errors.
+TEST(LiveStatsTest, OnlyServerSideFailuresAreErrors) {
+  FakeClock clock;
+  auto stats = Make(&clock);
+  for (absl::StatusCode c : {absl::StatusCode::kInvalidArgument,
+                             absl::StatusCode::kFailedPrecondition, absl::StatusCode::kCancelled}) {
+    stats->OnRequest(Failed(c));
+  }
+  stats->OnRequest(RateLimited());
+  LiveStats::Snapshot s = stats->GetSnapshot();
+  EXPECT_EQ(s.errors_in_window, 0u);
+  EXPECT_EQ(s.client_errors_in_window, 3u);
+  EXPECT_DOUBLE_EQ(s.error_rate_percent, 0);
+  for (absl::StatusCode c : {absl::StatusCode::kInternal, absl::StatusCode::kUnavailable,
+                             absl::StatusCode::kDeadlineExceeded,
+                             absl::StatusCode::kResourceExhausted /* queue full */}) {
+    stats->OnRequest(Failed(c));
+  }
+  s = stats->GetSnapshot();
+  EXPECT_EQ(s.errors_in_window, 4u);
+  EXPECT_DOUBLE_EQ(s.error_rate_percent, 50);  // 4 of 8
+}
+
 TEST(LiveStatsTest, ErrorsRateLimitsAndCacheRates) {
   FakeClock clock;
   auto stats = Make(&clock);
   stats->OnRequest(Ok(10, /*lookups=*/4, /*hits=*/0));
   stats->OnRequest(Ok(30, 4, 4));
   stats->OnRequest(Ok(70, 2, 1));
-  stats->OnRequest(Failed(absl::StatusCode::kInvalidArgument));
+  stats->OnRequest(Failed(absl::StatusCode::kInternal));
   stats->OnRequest(RateLimited());
   LiveStats::Snapshot s = stats->GetSnapshot();
   EXPECT_EQ(s.total_requests, 5u);

@@ -101,9 +101,10 @@ TEST_F(ServiceMetricsTest, RequestsByRpcOutcomeAndCode) {
   EXPECT_EQ(p.Value("rerank_requests_total",
                     {{"rpc", "Rerank"}, {"outcome", "passthrough"}, {"code", "OK"}}),
             1);
-  EXPECT_EQ(p.Value("rerank_requests_total",
-                    {{"rpc", "RerankBatch"}, {"outcome", "error"}, {"code", "INVALID_ARGUMENT"}}),
-            1);
+  EXPECT_EQ(
+      p.Value("rerank_requests_total",
+              {{"rpc", "RerankBatch"}, {"outcome", "client_error"}, {"code", "INVALID_ARGUMENT"}}),
+      1);
   EXPECT_EQ(
       p.Value("rerank_requests_total",
               {{"rpc", "Rerank"}, {"outcome", "rate_limited"}, {"code", "RESOURCE_EXHAUSTED"}}),

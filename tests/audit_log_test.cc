@@ -64,6 +64,7 @@ class AuditLogTest : public ::testing::Test {
   AuditLog::Options DefaultOptions() {
     AuditLog::Options o;
     o.path = (dir_ / "logs" / "audit.jsonl").string();
+    o.compress_rotated = false;  // plain names here; tests/audit_limits_test.cc covers gzip
     return o;
   }
   std::unique_ptr<AuditLog> Make(AuditLog::Options o) {

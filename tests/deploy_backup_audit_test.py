@@ -6,6 +6,7 @@ ones (and files that are not this script's archives) are kept; a second run the 
 gets its own archive; bad input fails with a message.
 """
 import datetime
+import gzip
 import json
 import os
 import subprocess
@@ -37,6 +38,13 @@ class BackupAuditTest(unittest.TestCase):
                         "reranker_audit-20240502T080000-0001.jsonl": line(5)}
         for name, text in self.rotated.items():
             self.write(name, text)
+        # rerankd gzips rotated files (audit.compress_rotated); a compression in progress
+        # leaves a .gz.tmp, which is not a backup candidate.
+        self.rotated_gz = {"reranker_audit-20240503T000000-0002.jsonl.gz": line(6) + line(7)}
+        for name, text in self.rotated_gz.items():
+            with gzip.open(os.path.join(self.data, name), "wt") as f:
+                f.write(text)
+        self.write("reranker_audit-20240503T000000-0003.jsonl.gz.tmp", "partial")
         self.write("flags.yaml", "stage: full\n")                  # not audit: left out
         self.write("reranker_audit.jsonl.swp", "editor junk\n")   # not rotated naming: left out
         today = datetime.datetime.now(datetime.timezone.utc).date()
@@ -74,8 +82,13 @@ class BackupAuditTest(unittest.TestCase):
         self.assertRegex(new[0], r"^reranker_audit-backup-\d{8}-\d{6}\.tar\.gz$")
         with tarfile.open(os.path.join(self.dest, new[0])) as tar:
             names = sorted(tar.getnames())
-            contents = {n: tar.extractfile(n).read().decode() for n in names}
-        self.assertEqual(names, sorted(["reranker_audit.jsonl", *self.rotated]))
+            contents = {n: tar.extractfile(n).read() for n in names}
+        for n in names:
+            raw = contents[n]
+            contents[n] = (gzip.decompress(raw) if n.endswith(".gz") else raw).decode()
+        self.assertEqual(names, sorted(["reranker_audit.jsonl", *self.rotated, *self.rotated_gz]))
+        for name, text in self.rotated_gz.items():
+            self.assertEqual(contents[name], text)
         self.assertEqual(contents["reranker_audit.jsonl"], self.complete)  # torn line cut
         for name, text in self.rotated.items():
             self.assertEqual(contents[name], text)

@@ -139,7 +139,9 @@ class ComposeTest(unittest.TestCase):
         self.assertEqual(set(services), {"rerankd", "prometheus", "alertmanager", "grafana"})
         rerankd = services["rerankd"]
         # env_file applied: the .env values reach the container.
-        self.assertEqual(rerankd["environment"]["RERANKER_RATE_LIMIT_PER_MINUTE"], "100")
+        self.assertEqual(rerankd["environment"]["RERANKER_PRECISION"], "bf16")
+        # Flag variables are commented out: a set one would be forced over the flags file.
+        self.assertNotIn("RERANKER_RATE_LIMIT_PER_MINUTE", rerankd["environment"])
         self.assertNotIn("RERANKER_HTTP_LISTEN", rerankd["environment"])  # the image's 0.0.0.0
         def mounts(service):
             """{target: source}; docker-compose 1.x prints short "source:target:mode" strings."""
@@ -182,9 +184,11 @@ class EnvExampleTest(unittest.TestCase):
         self.assertEqual(set(listed), {var for var, _ in table})
         for var, key in table:
             self.assertEqual(listed[var][0], example_default(key), "%s (%s)" % (var, key))
-        # Only the admin listen addresses are left to the image (commented out).
+        # Commented out: the admin listen addresses (left to the image) and every flag variable
+        # (a set one is forced over the flags file at each start, so none is set by default).
+        flag_vars = {var for var, key in table if key.startswith("flags.initial.")}
         self.assertEqual({v for v, (_, active) in listed.items() if not active},
-                         {"RERANKER_HTTP_LISTEN", "RERANKER_ADMIN_GRPC_LISTEN"})
+                         {"RERANKER_HTTP_LISTEN", "RERANKER_ADMIN_GRPC_LISTEN"} | flag_vars)
 
 
 class DockerfileTest(unittest.TestCase):

@@ -160,7 +160,10 @@ class MonitoringLiveTest(unittest.TestCase):
             yaml.safe_dump({
                 "server": {"listen": "127.0.0.1:%d" % cls.grpc_port, "drain_timeout_ms": 1000},
                 "model": {"dir": model_dir, "precision": "fp32"},
-                "execution": {"workers": 1, "intra_op_threads": 1},
+                # A small queue: a request of more pairs than this is refused at once
+                # (RESOURCE_EXHAUSTED, queue full), a failure of the service the error ratio
+                # counts.
+                "execution": {"workers": 1, "intra_op_threads": 1, "max_queue_pairs": 8},
                 "audit": {"path": os.path.join(cls.tmp, "data", "audit.jsonl")},
                 "flags": {"path": os.path.join(cls.tmp, "data", "flags.yaml"),
                           "initial": {"cache": {"enabled": True, "traffic_percent": 100},
@@ -285,7 +288,7 @@ class MonitoringLiveTest(unittest.TestCase):
             "Berlin had a population of 3,520,031 registered inhabitants.",
             "Berlin is well known for its museums.", "The Eiffel Tower is in Paris.",
             "Bananas are yellow."])]
-        counts = {"ok": 0, "rate_limited": 0, "error": 0}
+        counts = {"ok": 0, "rate_limited": 0, "client_error": 0, "error": 0}
         with grpc.insecure_channel("127.0.0.1:%d" % self.grpc_port) as channel:
             stub = pb_grpc.RerankerStub(channel)
 
@@ -295,7 +298,9 @@ class MonitoringLiveTest(unittest.TestCase):
                     got = "ok"
                 except grpc.RpcError as e:
                     got = {grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limited",
-                           grpc.StatusCode.INVALID_ARGUMENT: "error"}.get(e.code(), repr(e))
+                           grpc.StatusCode.INVALID_ARGUMENT: "client_error"}.get(e.code(), repr(e))
+                    if e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "queue is full" in e.details():
+                        got = "error"
                 self.assertIn(got, expect)
                 counts[got] += 1
                 return got
@@ -304,7 +309,8 @@ class MonitoringLiveTest(unittest.TestCase):
             # request each, well under their limit, all with the same query (so 3 of the 4 are
             # cache hits); two greedy clients, 5 requests each (a burst of
             # RATE_LIMIT_PER_MINUTE passes, then a token every 60/RATE_LIMIT_PER_MINUTE s, so
-            # most are denied); an invalid request (empty query); a RerankBatch.
+            # most are denied); an invalid request (empty query: a client error); one of 12
+            # pairs, more than the queue holds (a server-side failure); a RerankBatch.
             greedy = {c: {"ok": 0, "rate_limited": 0} for c in ("greedy-a", "greedy-b")}
             rounds = 8
             for rnd in range(rounds):
@@ -318,7 +324,9 @@ class MonitoringLiveTest(unittest.TestCase):
                                                                client_id=client),
                                  "ok", "rate_limited")] += 1
                 call(stub.Rerank, pb.RerankRequest(query="  ", documents=docs,
-                                                   client_id="broken"), "error")
+                                                   client_id="broken"), "client_error")
+                call(stub.Rerank, pb.RerankRequest(query="overload %d" % rnd, documents=docs * 3,
+                                                   client_id="big"), "error")
                 call(stub.RerankBatch, pb.RerankBatchRequest(
                     client_id="batcher", requests=[pb.RerankRequest(query="museums", documents=docs),
                                                    pb.RerankRequest(query="Paris", documents=docs)]),

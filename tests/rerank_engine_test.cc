@@ -128,7 +128,7 @@ class RerankEngineTest : public ::testing::Test {
                                                      const std::string& client = "client-a") {
     auto out = std::make_shared<Outcome<v1::RerankResponse>>();
     CallInfo call;
-    call.client_key = client;
+    call.metadata_client_id = client;
     engine_->Rerank(req, call, [out](absl::Status s, v1::RerankResponse r) {
       ++out->calls;
       out->status = std::move(s);
@@ -140,7 +140,7 @@ class RerankEngineTest : public ::testing::Test {
       const v1::RerankBatchRequest& req, const std::string& client = "client-a") {
     auto out = std::make_shared<Outcome<v1::RerankBatchResponse>>();
     CallInfo call;
-    call.client_key = client;
+    call.metadata_client_id = client;
     engine_->RerankBatch(req, call, [out](absl::Status s, v1::RerankBatchResponse r) {
       ++out->calls;
       out->status = std::move(s);
@@ -239,7 +239,7 @@ TEST_F(RerankEngineTest, PassesCallDeadlineAndCancellationToTheJob) {
   v1::RerankRequest req = Req("berlin", {"berlin"});
   bool cancelled = false;
   CallInfo call;
-  call.client_key = "c";
+  call.metadata_client_id = "c";
   call.deadline = absl::FromUnixSeconds(1700000123);
   call.is_cancelled = [&cancelled] { return cancelled; };
   int calls = 0;
@@ -391,17 +391,42 @@ TEST_F(RerankEngineTest, BatchEnvelopeValidationAndFlag) {
   EXPECT_EQ(out->status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(out->status.message(),
             "requests: 3 requests exceeds the limit of 2 (rerank.max_batch_requests)");
+}
 
+// batch.enabled off (the rollback stage) is not a refusal: RerankBatch is still served, each
+// sub-request as its own job, the next submitted only when the previous one is scored, so no
+// forward mixes two of them.
+TEST_F(RerankEngineTest, BatchWithBatchingDisabledScoresSubRequestsOneAfterAnother) {
   flags_.batch_enabled = false;
   Build();
-  v1::RerankBatchRequest one;
-  *one.add_requests() = Req("berlin", {"berlin"});
-  out = StartBatch(one);
+  v1::RerankBatchRequest batch;
+  *batch.add_requests() = Req("berlin", {"cats", "berlin"}, 2);
+  *batch.add_requests() = Req("people", {"people", "nice", "in"}, 1);
+  auto out = StartBatch(batch);
+  ASSERT_EQ(queue_.num_jobs(), 1u) << "only the first sub-request is queued";
+  EXPECT_THAT(queue_.rows(0), SizeIs(2));
+  queue_.Complete(0, {0.1f, 0.9f});
+  EXPECT_EQ(out->calls, 0);
+  ASSERT_EQ(queue_.num_jobs(), 2u);
+  EXPECT_THAT(queue_.rows(1), SizeIs(3));
+  EXPECT_THAT(queue_.rows(1)[0], ElementsAre(kCls, kPeople, kSep, kPeople, kSep));
+  queue_.Complete(1, {0.2f, 0.3f, 0.7f});
+  ASSERT_EQ(out->calls, 1);
+  ASSERT_TRUE(out->status.ok()) << out->status;
+  ASSERT_EQ(out->response.responses_size(), 2);
+  EXPECT_EQ(out->response.responses(0).results(0).index(), 1u);
+  EXPECT_FLOAT_EQ(out->response.responses(0).results(0).score(), 0.9f);
+  EXPECT_EQ(out->response.responses(1).results(0).index(), 2u);
+  EXPECT_FLOAT_EQ(out->response.responses(1).results(0).score(), 0.7f);
+
+  // A failure of a later job fails the RPC, once.
+  out = StartBatch(batch);
+  ASSERT_EQ(queue_.num_jobs(), 3u);
+  queue_.Complete(2, {0.1f, 0.9f});
+  ASSERT_EQ(queue_.num_jobs(), 4u);
+  queue_.Fail(3, absl::UnavailableError("draining"));
   EXPECT_EQ(out->calls, 1);
-  EXPECT_EQ(out->status.code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(std::string(out->status.message()),
-              HasSubstr("batch reranking is disabled by feature flag"));
-  EXPECT_EQ(queue_.submit_calls(), 0);
+  EXPECT_EQ(out->status.code(), absl::StatusCode::kUnavailable);
 }
 
 TEST_F(RerankEngineTest, BatchScoresAllSubRequestsInOneJob) {

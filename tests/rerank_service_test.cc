@@ -417,10 +417,12 @@ TEST_F(RerankServiceTest, RateLimitIsExactUnderAFakeClock) {
   EXPECT_EQ(violations, 3);
 }
 
-// The cache rollout is sticky per client: over 10,000 client ids, the share of clients whose
-// repeated request is served from the cache is within 2 points of the stage's percentage.
+// With cache.rollout_key = client the cache rollout is sticky per client: over 10,000 client
+// ids, the share of clients whose repeated request is served from the cache is within 2 points of
+// the stage's percentage.
 TEST_F(RerankServiceTest, CacheRolloutIsStickyWithinTwoPercentOverTenThousandClients) {
   config_.execution.max_queue_delay_us = 0;
+  config_.cache.rollout_key = "client";
   config_.flags.initial.cache_max_entries = 100000;
   Start();
   for (const auto& [stage, percent] :

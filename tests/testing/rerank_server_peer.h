@@ -14,6 +14,8 @@ class RerankServerTestPeer {
 
   FlagStore* flags() const { return impl_->flags.get(); }
   ScoreCache* cache() const { return impl_->cache.get(); }
+  RateLimiter* rate_limiter() const { return impl_->rate_limiter.get(); }
+  RateLimiter* pair_limiter() const { return impl_->pair_limiter.get(); }
   AuditLog* audit() const { return impl_->audit.get(); }
   // The current model's batcher and info (a hot reload replaces both).
   Batcher* batcher() const { return impl_->models->current_batcher().get(); }
