@@ -663,9 +663,10 @@ TEST(ZeroDowntimeConfigTest, NewKeysParseAndValidate) {
   bad.server.drain_grace_ms = 4000000;
   EXPECT_THAT(std::string(ValidateConfig(bad, 0).message()),
               HasSubstr("server.drain_grace_ms: must be <= 3600000"));
-  // Defaults: no window, no max age, no poller.
+  // Defaults: no window (local runs; Helm and compose set one), connections aged out after
+  // 5 min (clients re-resolve), no poller.
   EXPECT_EQ(Config().server.drain_grace_ms, 0u);
-  EXPECT_EQ(Config().server.max_connection_age_ms, 0u);
+  EXPECT_EQ(Config().server.max_connection_age_ms, 300000u);
   EXPECT_EQ(Config().model.watch_interval_ms, 0u);
 }
 
