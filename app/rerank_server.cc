@@ -198,6 +198,10 @@ absl::Status RerankServer::Impl::InitBatcher() {
   bo.max_batch_tokens = e.max_batch_tokens;
   bo.max_queue_delay = absl::Microseconds(e.max_queue_delay_us);
   bo.max_queue_pairs = static_cast<int>(e.max_queue_pairs);
+  bo.max_client_queue_pairs = static_cast<int>(e.max_client_queue_pairs);
+  bo.fair_quantum_tokens = e.fair_quantum_tokens;
+  ASSIGN_OR_RETURN(const auto weights, ParseClientWeights(e.client_weights));
+  for (const auto& [client, weight] : weights) bo.client_weights[client] = static_cast<int>(weight);
   bo.pad_id = tokenizer->pad_id();
   ASSIGN_OR_RETURN(batcher,
                    Batcher::Create(bo, std::move(factory), clock, batcher_observers.get()));
@@ -214,6 +218,7 @@ absl::Status RerankServer::Impl::InitEngine() {
   eo.max_query_bytes = r.max_query_bytes;
   eo.max_document_bytes = r.max_document_bytes;
   eo.max_batch_requests = r.max_batch_requests;
+  eo.max_request_bytes = r.max_request_bytes;
   eo.max_length = std::min(config.model.max_length, model.max_length);
   eo.chunk_long_documents = r.long_document_mode == "chunk_max";
   eo.max_chunks_per_doc = r.max_chunks_per_doc;

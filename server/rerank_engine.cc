@@ -35,11 +35,19 @@ absl::Status FieldError(absl::string_view prefix, absl::string_view field,
   return absl::InvalidArgumentError(absl::StrCat(prefix, field, ": ", message));
 }
 
+// The text a request makes the engine tokenize: its query and its documents.
+size_t RequestTextBytes(const v1::RerankRequest& req) {
+  size_t bytes = req.query().size();
+  for (const v1::Document& d : req.documents()) bytes += d.text().size();
+  return bytes;
+}
+
 }  // namespace
 
 struct RerankEngine::SubPlan {
   const v1::RerankRequest* request = nullptr;  // outlives the call (see header)
   std::string request_id;
+  std::string queue_client;  // whose share of the scoring queue the rows use: the RPC's client
   uint32_t top_n = 0;
   bool sigmoid = false;
   bool reranked = true;  // false: pass-through
@@ -117,6 +125,15 @@ absl::Status RerankEngine::CheckRateLimit(const std::string& client_key, const F
   return s;
 }
 
+absl::Status RerankEngine::CheckRequestBytes(size_t bytes, const std::string& field) const {
+  if (options_.max_request_bytes == 0 || bytes <= options_.max_request_bytes) {
+    return absl::OkStatus();
+  }
+  return FieldError("", field,
+                    absl::StrCat(bytes, " bytes of query and document text exceeds the limit of ",
+                                 options_.max_request_bytes, " (rerank.max_request_bytes)"));
+}
+
 absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string& prefix,
                                 const std::string& client_key, const FeatureFlags& flags,
                                 std::vector<Encoding>* rows, SubPlan* plan) const {
@@ -132,6 +149,15 @@ absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string&
   ASSIGN_OR_RETURN(const std::vector<int32_t> query_ids, TokenizeQuery(req, prefix));
   ResolveScoring(req, client_key, flags, plan);
   if (plan->use_cache) LookupCache(req, plan);
+  // Admission before work: every uncached candidate is at least one row (chunking may add more),
+  // so a full queue or a client over its share is turned away before its documents are
+  // tokenized. Submit() still has the last word.
+  int uncached = 0;
+  for (const SubPlan::Doc& d : plan->docs) uncached += d.cached ? 0 : 1;
+  if (uncached > 0) {
+    RETURN_IF_ERROR(
+        deps_.queue->CheckAdmission(plan->queue_client, static_cast<int>(rows->size()) + uncached));
+  }
   return EncodeDocuments(req, prefix, query_ids, rows, plan);
 }
 
@@ -317,7 +343,11 @@ void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call
   SubPlan& plan = state->plans[0];
   plan.request = &request;
   plan.request_id = request.request_id().empty() ? NewRequestId() : request.request_id();
+  plan.queue_client = call.client_key;
   if (absl::Status s = CheckRateLimit(call.client_key, *state->flags, plan.request_id); !s.ok()) {
+    return Complete(*state, s);
+  }
+  if (absl::Status s = CheckRequestBytes(RequestTextBytes(request), "documents"); !s.ok()) {
     return Complete(*state, s);
   }
   if (absl::Status s = Plan(request, "", call.client_key, *state->flags, &state->rows, &plan);
@@ -355,9 +385,15 @@ void RerankEngine::RerankBatch(const v1::RerankBatchRequest& request, const Call
                         "requests: ", request.requests_size(), " requests exceeds the limit of ",
                         options_.max_batch_requests, " (rerank.max_batch_requests)")));
   }
+  size_t text_bytes = 0;
+  for (const v1::RerankRequest& sub : request.requests()) text_bytes += RequestTextBytes(sub);
+  if (absl::Status s = CheckRequestBytes(text_bytes, "requests"); !s.ok()) {
+    return Complete(*state, s);
+  }
   state->plans.resize(request.requests_size());
   for (int i = 0; i < request.requests_size(); ++i) {
     const v1::RerankRequest& sub = request.requests(i);
+    state->plans[i].queue_client = call.client_key;
     const std::string& key = sub.client_id().empty() ? call.client_key : sub.client_id();
     absl::Status s = Plan(sub, absl::StrCat("requests[", i, "]."), key, *state->flags, &state->rows,
                           &state->plans[i]);
@@ -375,6 +411,7 @@ void RerankEngine::Run(std::shared_ptr<RunState> state) {
     return Complete(*state, absl::OkStatus());
   }
   auto job = std::make_shared<ScoringJob>();
+  job->client = state->call.client_key;  // the fair-share key
   job->rows = std::move(state->rows);
   job->deadline = state->call.deadline;
   job->is_cancelled = state->call.is_cancelled;
