@@ -170,7 +170,11 @@ absl::Status Batcher::Submit(std::shared_ptr<ScoringJob> job) {
   if (inserted) {
     c.name = client;
     c.weight = WeightOf(client);
-    ring_.push_back(&c);  // a new client's first turn comes after every client already queued
+    // A client that had nothing queued (a sparse one) gets its first turn before the clients
+    // that stayed backlogged, as FQ-CoDel's new flows do: a light client's request is served
+    // after the batch in flight, not after a round of every heavy client's turns.
+    c.is_new = true;
+    new_ring_.push_back(&c);
     active_weight_ += c.weight;
   }
   for (int i = 0; i < n; ++i) {
@@ -267,8 +271,10 @@ bool Batcher::TakeBatch(std::vector<Item>* batch, absl::Time* oldest_enqueue) {
     // Deficit round robin over the clients with queued rows, in tokens.
     int64_t tokens = 0;
     bool first = true;
-    while (!ring_.empty() && static_cast<int>(batch->size()) < options_.max_batch_pairs) {
-      ClientQueue* c = ring_.front();
+    while ((!new_ring_.empty() || !ring_.empty()) &&
+           static_cast<int>(batch->size()) < options_.max_batch_pairs) {
+      std::deque<ClientQueue*>& from = new_ring_.empty() ? ring_ : new_ring_;
+      ClientQueue* c = from.front();
       if (!c->in_turn) {
         c->deficit += options_.fair_quantum_tokens * c->weight;
         c->in_turn = true;
@@ -292,14 +298,15 @@ bool Batcher::TakeBatch(std::vector<Item>* batch, absl::Time* oldest_enqueue) {
       }
       if (c->items.empty()) {
         // Nothing left: leave the round (an idle client keeps no credit).
-        ring_.pop_front();
+        from.pop_front();
         active_weight_ -= c->weight;
         clients_.erase(clients_.find(c->name));
       } else if (full) {
         break;  // the batch is full: this client's turn continues in the next one
       } else {
         c->in_turn = false;  // its deficit carries over to its next turn
-        ring_.pop_front();
+        c->is_new = false;   // after its first turn it takes turns with the backlogged clients
+        from.pop_front();
         ring_.push_back(c);
       }
     }
@@ -442,10 +449,12 @@ void Batcher::Stop() {
     absl::MutexLock lock(&mu_);
     accepting_ = false;
     stopping_ = true;
-    for (ClientQueue* c : ring_) {
-      for (Item& item : c->items) leftover.push_back(std::move(item));
+    for (auto* r : {&new_ring_, &ring_}) {
+      for (ClientQueue* c : *r) {
+        for (Item& item : c->items) leftover.push_back(std::move(item));
+      }
+      r->clear();
     }
-    ring_.clear();
     clients_.clear();
     queued_ = 0;
     active_weight_ = 0;

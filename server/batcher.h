@@ -5,13 +5,15 @@
 // completion callback. Each client has its own queue; a worker builds a batch by deficit round
 // robin over the clients with queued rows, in token units: on its turn a client's deficit grows by
 // fair_quantum_tokens x its weight and it takes rows while their lengths fit in the deficit, so
-// every backlogged client gets a share of the model proportional to its weight, and a one-row
-// request waits for about one batch, not for another client's whole backlog. A batch holds at most
-// max_batch_pairs rows and max_batch_tokens real tokens (bounding how long a worker is busy, which
-// is what a newly arrived request waits for). Identical rows in a batch are scored once; the batch
-// is sorted by length and split into micro-batches that are each padded only to their own longest
-// row (never to max_length), choosing the split that minimises padded tokens plus a per-forward
-// overhead. Jobs that were cancelled or whose deadline passed are dropped before inference.
+// every backlogged client gets a share of the model proportional to its weight. A client that had
+// nothing queued gets its first turn before the backlogged ones (FQ-CoDel's "new flows"), so a
+// light client's request waits for about the batch in flight, not for another client's backlog. A
+// batch holds at most max_batch_pairs rows and max_batch_tokens real tokens (bounding how long a
+// worker is busy, which is what a newly arrived request waits for). Identical rows in a batch are
+// scored once; the batch is sorted by length and split into micro-batches that are each padded only
+// to their own longest row (never to max_length), choosing the split that minimises padded tokens
+// plus a per-forward overhead. Jobs that were cancelled or whose deadline passed are dropped before
+// inference.
 //
 // Admission: the queue is bounded in rows overall (max_queue_pairs) and per client
 // (max_client_queue_pairs); Submit() fails at once with RESOURCE_EXHAUSTED carrying a retry hint
@@ -126,6 +128,7 @@ class Batcher final : public ScoringQueue, public QueueStats {
     std::deque<Item> items;
     int64_t deficit = 0;   // tokens it may still take in its current turn
     bool in_turn = false;  // its turn started (quantum added) and is not over yet
+    bool is_new = false;   // in new_ring_: it had nothing queued and has not had a turn yet
   };
 
   Batcher(const Options& options, ScorerFactory factory, Clock* clock, BatcherObserver* observer);
@@ -149,10 +152,11 @@ class Batcher final : public ScoringQueue, public QueueStats {
 
   mutable absl::Mutex mu_;
   absl::node_hash_map<std::string, ClientQueue> clients_ ABSL_GUARDED_BY(mu_);
-  std::deque<ClientQueue*> ring_ ABSL_GUARDED_BY(mu_);  // clients with rows, in turn order
-  int queued_ ABSL_GUARDED_BY(mu_) = 0;                 // rows over all clients
-  int64_t active_weight_ ABSL_GUARDED_BY(mu_) = 0;      // sum of the weights in ring_
-  double seconds_per_row_ ABSL_GUARDED_BY(mu_) = 0;     // moving average over batches; 0: none yet
+  std::deque<ClientQueue*> new_ring_ ABSL_GUARDED_BY(mu_);  // sparse clients: served first
+  std::deque<ClientQueue*> ring_ ABSL_GUARDED_BY(mu_);      // backlogged clients, in turn order
+  int queued_ ABSL_GUARDED_BY(mu_) = 0;                     // rows over all clients
+  int64_t active_weight_ ABSL_GUARDED_BY(mu_) = 0;          // sum of the weights in ring_
+  double seconds_per_row_ ABSL_GUARDED_BY(mu_) = 0;  // moving average over batches; 0: none yet
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int busy_ ABSL_GUARDED_BY(mu_) = 0;

@@ -112,6 +112,28 @@ TEST_F(FairBatcherTest, OneRowRequestIsServedInTheNextBatchNotAfterAnotherClient
   EXPECT_EQ(control_.rows_scored(), 41);
 }
 
+TEST_F(FairBatcherTest, ASparseClientsFirstTurnComesBeforeTheBackloggedClients) {
+  Batcher::Options o;
+  o.max_batch_pairs = 4;
+  o.max_batch_tokens = 1 << 20;
+  o.fair_quantum_tokens = 64;  // one heavy row per turn; the light request fits in one turn
+  batcher_ = Make(o);
+  control_.Gate();
+  Result h1, h2, light;
+  ASSERT_TRUE(batcher_->Submit(Job("h1", Rows(40, 64, 1000), &h1)).ok());
+  control_.WaitForCalls(1);  // batch 1: four of h1's rows
+  ASSERT_TRUE(batcher_->Submit(Job("h2", Rows(40, 64, 2000), &h2)).ok());
+  ASSERT_TRUE(batcher_->Submit(Job("light", Rows(3, 16, 7000), &light, "h1")).ok());
+  control_.Release();
+  light.done.WaitForNotification();
+  // Batch 2 is h2's first turn (1 row) and light's (3 rows); h1, which stayed backlogged, waits.
+  // Round robin without the sparse-client turn would have given h1 a row in batch 2 and again
+  // in batch 3, which light would have needed for its last row.
+  EXPECT_EQ(light.other_queued_at_done, 36);
+  h1.done.WaitForNotification();
+  h2.done.WaitForNotification();
+}
+
 TEST_F(FairBatcherTest, BackloggedClientsShareTheModelByWeight) {
   Batcher::Options o;
   o.max_batch_pairs = 8;
