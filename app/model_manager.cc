@@ -86,6 +86,10 @@ absl::StatusOr<ModelManager::Bundle> ModelManager::Load(const std::string& dir) 
   bo.max_batch_tokens = e.max_batch_tokens;
   bo.max_queue_delay = absl::Microseconds(e.max_queue_delay_us);
   bo.max_queue_pairs = static_cast<int>(e.max_queue_pairs);
+  bo.max_client_queue_pairs = static_cast<int>(e.max_client_queue_pairs);
+  bo.fair_quantum_tokens = e.fair_quantum_tokens;
+  ASSIGN_OR_RETURN(const auto weights, ParseClientWeights(e.client_weights));
+  for (const auto& [client, weight] : weights) bo.client_weights[client] = static_cast<int>(weight);
   bo.pad_id = tokenizer->pad_id();
   ASSIGN_OR_RETURN(std::unique_ptr<Batcher> batcher,
                    Batcher::Create(bo, std::move(factory), deps_.clock, deps_.batcher_observer));

@@ -204,6 +204,7 @@ absl::Status RerankServer::Impl::InitEngine() {
   eo.max_query_bytes = r.max_query_bytes;
   eo.max_document_bytes = r.max_document_bytes;
   eo.max_batch_requests = r.max_batch_requests;
+  eo.max_request_bytes = r.max_request_bytes;
   eo.max_length = config.model.max_length;  // the engine caps it per model
   eo.chunk_long_documents = r.long_document_mode == "chunk_max";
   eo.max_chunks_per_doc = r.max_chunks_per_doc;

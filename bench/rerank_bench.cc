@@ -7,6 +7,12 @@
 //   serve : an open-loop (--rate R req/s, Poisson arrivals) or closed-loop (--concurrency C)
 //           load generator against a running server over gRPC. Reports pairs/s and latency
 //           percentiles.
+//   fair  : fair scheduling against a running server: one heavy client (closed loop, --concurrency
+//           C whole workload requests, client_id "heavy") and --light-clients light clients (each
+//           Poisson at --light-rate req/s, the first --light-docs documents of a request,
+//           client_id "light-<i>"), in three back-to-back phases of --duration seconds: light
+//           alone, heavy alone, both. Reports the light p99 ratio (both / alone) and the heavy
+//           client's share of the capacity the light clients leave.
 //
 // Both print one JSON summary line last, so scripts (bench/run_bench.sh) can compute ratios.
 #include <grpcpp/grpcpp.h>
@@ -54,6 +60,10 @@ struct Args {
   double rate = 0;                     // serve: open-loop arrivals per second (0 = closed loop)
   int concurrency = 1;                 // serve: closed-loop outstanding requests
   bool one_batch_per_request = false;  // raw: pad the whole request to its longest pair
+  double duration = 20;                // fair: seconds per phase
+  int light_clients = 4;               // fair
+  double light_rate = 1;               // fair: requests/s per light client
+  int light_docs = 5;                  // fair: documents per light request
   int fixed_length = 0;  // raw: replace every pair by one of exactly this many tokens (e.g. 128)
 };
 
@@ -298,6 +308,177 @@ int RunServe(const Args& a, const std::vector<Request>& work) {
   return errors == 0 ? 0 : 1;
 }
 
+// One client's results over a phase. Only requests sent before the phase's end count.
+struct PhaseStats {
+  std::vector<double> latencies_ms;
+  int64_t pairs = 0;  // pairs of requests that completed before the phase's end
+  int errors = 0;
+  std::string first_error;
+};
+
+// The fair-scheduling benchmark (see the file comment). Every client has its own channel.
+int RunFair(const Args& a, const std::vector<Request>& work) {
+  auto make_channel = [&](int id) {
+    grpc::ChannelArguments args;
+    args.SetInt("rerank.bench.client", id);  // a distinct connection per client
+    auto ch = grpc::CreateCustomChannel(a.target, grpc::InsecureChannelCredentials(), args);
+    if (!ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+      std::cerr << "rerank-bench: cannot connect to " << a.target << "\n";
+      std::exit(2);
+    }
+    return ch;
+  };
+  auto to_proto = [&](const Request& r, const std::string& client, int max_docs) {
+    rerank::v1::RerankRequest req;
+    req.set_query(r.query);
+    req.set_client_id(client);
+    for (const auto& d : r.docs) {
+      if (max_docs > 0 && req.documents_size() >= max_docs) break;
+      auto* doc = req.add_documents();
+      doc->set_id(d.first);
+      doc->set_text(d.second);
+    }
+    return req;
+  };
+  std::vector<rerank::v1::RerankRequest> heavy_reqs;
+  for (const Request& r : work) heavy_reqs.push_back(to_proto(r, "heavy", 0));
+  std::vector<std::vector<rerank::v1::RerankRequest>> light_reqs(a.light_clients);
+  for (int c = 0; c < a.light_clients; ++c) {
+    for (const Request& r : work) {
+      light_reqs[c].push_back(to_proto(r, "light-" + std::to_string(c), a.light_docs));
+    }
+  }
+  auto heavy_stub = rerank::v1::Reranker::NewStub(make_channel(0));
+  std::vector<std::unique_ptr<rerank::v1::Reranker::Stub>> light_stubs;
+  for (int c = 0; c < a.light_clients; ++c) {
+    light_stubs.push_back(rerank::v1::Reranker::NewStub(make_channel(c + 1)));
+  }
+
+  struct Call {
+    grpc::ClientContext ctx;
+    rerank::v1::RerankResponse resp;
+    Clock::time_point start;
+    const rerank::v1::RerankRequest* req;
+  };
+  // Runs one phase; returns {heavy, light (all light clients together)}.
+  auto run_phase = [&](bool heavy_on, bool light_on) {
+    absl::Mutex mu;
+    PhaseStats heavy, light;
+    std::atomic<int> outstanding{0};
+    const auto t0 = Clock::now();
+    const auto end =
+        t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a.duration));
+    auto record = [&](PhaseStats* st, Call* call, const grpc::Status& s) {
+      const auto now = Clock::now();
+      const double ms = std::chrono::duration<double, std::milli>(now - call->start).count();
+      absl::MutexLock l(&mu);
+      if (!s.ok()) {
+        if (st->errors++ == 0) {
+          st->first_error = std::to_string(s.error_code()) + ": " + s.error_message();
+        }
+        return;
+      }
+      st->latencies_ms.push_back(ms);
+      if (now <= end) st->pairs += call->req->documents_size();
+    };
+    std::atomic<size_t> next_heavy{0};
+    std::function<void()> issue_heavy = [&]() {
+      if (Clock::now() >= end) return;
+      auto* call = new Call();
+      call->req = &heavy_reqs[next_heavy.fetch_add(1) % heavy_reqs.size()];
+      call->start = Clock::now();
+      call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+      ++outstanding;
+      heavy_stub->async()->Rerank(&call->ctx, call->req, &call->resp, [&, call](grpc::Status s) {
+        record(&heavy, call, s);
+        delete call;
+        issue_heavy();  // closed loop
+        --outstanding;
+      });
+    };
+    if (heavy_on) {
+      for (int c = 0; c < a.concurrency; ++c) issue_heavy();
+    }
+    std::vector<std::thread> light_threads;
+    if (light_on) {
+      for (int c = 0; c < a.light_clients; ++c) {
+        light_threads.emplace_back([&, c] {
+          std::mt19937_64 rng(1000 + c);
+          std::exponential_distribution<double> gap(a.light_rate);
+          auto next = t0 + std::chrono::duration_cast<Clock::duration>(
+                               std::chrono::duration<double>(gap(rng)));
+          for (size_t i = 0; next < end; ++i) {
+            std::this_thread::sleep_until(next);
+            auto* call = new Call();
+            call->req = &light_reqs[c][(i * 7 + c) % light_reqs[c].size()];
+            call->start = Clock::now();
+            call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+            ++outstanding;
+            light_stubs[c]->async()->Rerank(&call->ctx, call->req, &call->resp,
+                                            [&, call](grpc::Status s) {
+                                              record(&light, call, s);
+                                              delete call;
+                                              --outstanding;
+                                            });
+            next += std::chrono::duration_cast<Clock::duration>(
+                std::chrono::duration<double>(gap(rng)));
+          }
+        });
+      }
+    }
+    for (auto& t : light_threads) t.join();
+    std::this_thread::sleep_until(end);
+    while (outstanding.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return std::make_pair(std::move(heavy), std::move(light));
+  };
+
+  auto [unused_h, light_alone] = run_phase(false, true);
+  auto [heavy_alone, unused_l] = run_phase(true, false);
+  auto [heavy_mixed, light_mixed] = run_phase(true, true);
+  const int errors =
+      light_alone.errors + heavy_alone.errors + heavy_mixed.errors + light_mixed.errors;
+  const double d = a.duration;
+  const double capacity = heavy_alone.pairs / d;  // the heavy client alone saturates the server
+  const double light_pairs_mixed = light_mixed.pairs / d;
+  const double heavy_pairs_mixed = heavy_mixed.pairs / d;
+  const double remaining = capacity - light_pairs_mixed;
+  const double la99 = Percentile(light_alone.latencies_ms, 99);
+  const double lm99 = Percentile(light_mixed.latencies_ms, 99);
+  nlohmann::json out = {
+      {"mode", "fair"},
+      {"target", a.target},
+      {"duration_s", d},
+      {"heavy_concurrency", a.concurrency},
+      {"light_clients", a.light_clients},
+      {"light_rate", a.light_rate},
+      {"light_docs", a.light_docs},
+      {"light_alone_requests", light_alone.latencies_ms.size()},
+      {"light_alone_ms_p50", Percentile(light_alone.latencies_ms, 50)},
+      {"light_alone_ms_p99", la99},
+      {"light_mixed_requests", light_mixed.latencies_ms.size()},
+      {"light_mixed_ms_p50", Percentile(light_mixed.latencies_ms, 50)},
+      {"light_mixed_ms_p99", lm99},
+      {"light_p99_ratio", la99 > 0 ? lm99 / la99 : 0},
+      {"heavy_alone_pairs_per_s", capacity},
+      {"heavy_alone_ms_p50", Percentile(heavy_alone.latencies_ms, 50)},
+      {"heavy_mixed_pairs_per_s", heavy_pairs_mixed},
+      {"heavy_mixed_ms_p50", Percentile(heavy_mixed.latencies_ms, 50)},
+      {"light_mixed_pairs_per_s", light_pairs_mixed},
+      {"heavy_share_of_remaining", remaining > 0 ? heavy_pairs_mixed / remaining : 0},
+      {"errors", errors}};
+  std::printf(
+      "light p99: alone %.1f ms, with heavy %.1f ms (x%.2f); heavy: alone %.1f pairs/s, with "
+      "light %.1f pairs/s = %.1f%% of the %.1f pairs/s the light clients leave; %d errors%s%s\n",
+      la99, lm99, la99 > 0 ? lm99 / la99 : 0, capacity, heavy_pairs_mixed,
+      remaining > 0 ? 100 * heavy_pairs_mixed / remaining : 0, remaining, errors,
+      errors ? " first: " : "",
+      (light_alone.first_error + heavy_alone.first_error + heavy_mixed.first_error +
+       light_mixed.first_error)
+          .c_str());
+  std::printf("%s\n", out.dump().c_str());
+  return errors == 0 ? 0 : 1;
+}
+
 // Spearman rank correlation (average ranks for ties).
 double Spearman(const std::vector<float>& a, const std::vector<float>& b) {
   auto ranks = [](const std::vector<float>& v) {
@@ -428,7 +609,9 @@ void Usage() {
                "  raw:   [--model-dir DIR] [--precision fp32|bf16] [--workers W] [--threads T]\n"
                "         [--max-length L] [--max-batch-pairs P] [--max-batch-tokens K]\n"
                "         [--one-batch-per-request] [--fixed-length N] [--warmup N]\n"
-               "  serve: [--target HOST:PORT] [--rate REQ_PER_S | --concurrency C]\n";
+               "  serve: [--target HOST:PORT] [--rate REQ_PER_S | --concurrency C]\n"
+               "  fair:  [--target HOST:PORT] [--concurrency C] [--duration S]\n"
+               "         [--light-clients N] [--light-rate REQ_PER_S] [--light-docs D]\n";
 }
 
 }  // namespace
@@ -486,6 +669,14 @@ int main(int argc, char** argv) {
       a.one_batch_per_request = true;
     else if (k == "--fixed-length")
       num(&a.fixed_length);
+    else if (k == "--duration")
+      a.duration = std::stod(val());
+    else if (k == "--light-clients")
+      num(&a.light_clients);
+    else if (k == "--light-rate")
+      a.light_rate = std::stod(val());
+    else if (k == "--light-docs")
+      num(&a.light_docs);
     else {
       Usage();
       return k == "--help" ? 0 : 2;
@@ -497,6 +688,7 @@ int main(int argc, char** argv) {
     return RunRaw(a, work);
   }
   if (a.mode == "serve") return RunServe(a, work);
+  if (a.mode == "fair") return RunFair(a, work);
   if (a.mode == "fidelity") {
     if (a.requests < static_cast<int>(work.size())) work.resize(a.requests);
     return RunFidelity(a, work);

@@ -16,6 +16,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/flags_codec.h"
 #include "common/json_util.h"
 #include "common/status_macros.h"
@@ -58,11 +59,15 @@ std::map<std::string, FieldPtr> FieldTable(Config* c) {
       {"execution.max_batch_tokens", &c->execution.max_batch_tokens},
       {"execution.max_queue_delay_us", &c->execution.max_queue_delay_us},
       {"execution.max_queue_pairs", &c->execution.max_queue_pairs},
+      {"execution.max_client_queue_pairs", &c->execution.max_client_queue_pairs},
+      {"execution.fair_quantum_tokens", &c->execution.fair_quantum_tokens},
+      {"execution.client_weights", &c->execution.client_weights},
       {"rerank.default_top_n", &c->rerank.default_top_n},
       {"rerank.max_documents", &c->rerank.max_documents},
       {"rerank.max_query_bytes", &c->rerank.max_query_bytes},
       {"rerank.max_document_bytes", &c->rerank.max_document_bytes},
       {"rerank.max_batch_requests", &c->rerank.max_batch_requests},
+      {"rerank.max_request_bytes", &c->rerank.max_request_bytes},
       {"rerank.long_document_mode", &c->rerank.long_document_mode},
       {"rerank.max_chunks_per_doc", &c->rerank.max_chunks_per_doc},
       {"rerank.chunk_overlap_tokens", &c->rerank.chunk_overlap_tokens},
@@ -294,6 +299,37 @@ std::string AdminTokenFile(const Config& config) {
   return (dir / "admin.token").string();
 }
 
+absl::StatusOr<std::map<std::string, uint32_t>> ParseClientWeights(const std::string& text) {
+  constexpr char kKey[] = "execution.client_weights";
+  constexpr uint32_t kMaxWeight = 1000;
+  std::map<std::string, uint32_t> out;
+  if (absl::StripAsciiWhitespace(text).empty()) return out;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    item = absl::StripAsciiWhitespace(item);
+    const size_t eq = item.rfind('=');
+    if (eq == absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(kKey, ": expected client=weight, got '", item, "'"));
+    }
+    const std::string client(absl::StripAsciiWhitespace(item.substr(0, eq)));
+    const absl::string_view weight_text = absl::StripAsciiWhitespace(item.substr(eq + 1));
+    uint32_t weight = 0;
+    if (client.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(kKey, ": empty client in '", item, "'"));
+    }
+    if (!absl::SimpleAtoi(weight_text, &weight) || weight < 1 || weight > kMaxWeight) {
+      return absl::InvalidArgumentError(absl::StrCat(kKey, ": weight of '", client,
+                                                     "' must be an integer 1..", kMaxWeight,
+                                                     ", got '", weight_text, "'"));
+    }
+    if (!out.emplace(client, weight).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(kKey, ": client '", client, "' is listed twice"));
+    }
+  }
+  return out;
+}
+
 absl::Status ValidateConfig(const Config& c, unsigned cores) {
   std::vector<absl::Status> checks = {
       OneOf("model.precision", c.model.precision, {"fp32", "bf16"}),
@@ -317,6 +353,8 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
       AtLeast("execution.max_batch_pairs", c.execution.max_batch_pairs, 1),
       AtLeast("execution.max_batch_tokens", c.execution.max_batch_tokens, c.model.max_length),
       AtLeast("execution.max_queue_pairs", c.execution.max_queue_pairs, 1),
+      AtLeast("execution.fair_quantum_tokens", c.execution.fair_quantum_tokens, 1),
+      ParseClientWeights(c.execution.client_weights).status(),
       AtLeast("rerank.default_top_n", c.rerank.default_top_n, 1),
       AtLeast("rerank.max_documents", c.rerank.max_documents, 1),
       AtLeast("rerank.max_query_bytes", c.rerank.max_query_bytes, 1),

@@ -67,14 +67,23 @@ struct ExecutionConfig {
   uint32_t max_batch_tokens = 8192;    // padded tokens (rows * longest row) per forward
   uint32_t max_queue_delay_us = 1000;  // wait this long for more requests to join a batch
   uint32_t max_queue_pairs = 4096;     // bounded queue; beyond it RESOURCE_EXHAUSTED
+  // Fair scheduling between clients (server/batcher.h): per-client queues served by deficit
+  // round robin in tokens.
+  uint32_t max_client_queue_pairs = 1024;  // pairs one client may have queued; 0 = no cap
+  uint32_t fair_quantum_tokens = 512;      // tokens a weight-1 client takes per turn
+  // "client=weight,client=weight" (weights >= 1; unlisted clients weigh 1), e.g.
+  // "search-api=4,batch-jobs=1". See ParseClientWeights.
+  std::string client_weights;
 };
 
 struct RerankConfig {
   uint32_t default_top_n = 5;     // used when a request's top_n is 0
   uint32_t max_documents = 1000;  // per request
   uint32_t max_query_bytes = 8192;
-  uint32_t max_document_bytes = 65536;          // per document text
-  uint32_t max_batch_requests = 64;             // sub-requests per RerankBatch
+  uint32_t max_document_bytes = 65536;  // per document text
+  uint32_t max_batch_requests = 64;     // sub-requests per RerankBatch
+  // Query + document text per RPC (bounds the tokenizing done on a gRPC thread); 0 = no limit.
+  uint32_t max_request_bytes = 8u << 20;
   std::string long_document_mode = "truncate";  // truncate | chunk_max
   uint32_t max_chunks_per_doc = 4;     // chunk_max: score = max over at most this many windows
   uint32_t chunk_overlap_tokens = 32;  // chunk_max: tokens shared by consecutive windows
@@ -197,6 +206,10 @@ absl::Status ApplyEnvOverrides(const EnvLookup& env, Config* config);
 // Where a generated admin token is written: admin.token_file, else "admin.token" in the
 // directory of flags.path.
 std::string AdminTokenFile(const Config& config);
+// Parses execution.client_weights ("a=4,b=2"; whitespace around items ignored; "" = none).
+// INVALID_ARGUMENT naming execution.client_weights for a malformed item, an empty client, a
+// weight outside 1..1000 or a client listed twice.
+absl::StatusOr<std::map<std::string, uint32_t>> ParseClientWeights(const std::string& text);
 // Checks ranges and enums; `cores` is the machine's core count for the threads check (0: skip).
 absl::Status ValidateConfig(const Config& config, unsigned cores);
 

@@ -3,13 +3,16 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <numeric>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace rerank {
 
@@ -111,6 +114,18 @@ absl::StatusOr<std::unique_ptr<Batcher>> Batcher::Create(const Options& options,
   if (options.max_queue_pairs < 1) {
     return absl::InvalidArgumentError("execution.max_queue_pairs: must be >= 1");
   }
+  if (options.max_client_queue_pairs < 0) {
+    return absl::InvalidArgumentError("execution.max_client_queue_pairs: must be >= 0");
+  }
+  if (options.fair_quantum_tokens < 1) {
+    return absl::InvalidArgumentError("execution.fair_quantum_tokens: must be >= 1");
+  }
+  for (const auto& [client, weight] : options.client_weights) {
+    if (weight < 1) {
+      return absl::InvalidArgumentError(absl::StrCat("execution.client_weights: weight of '",
+                                                     client, "' must be >= 1, got ", weight));
+    }
+  }
   if (!factory) return absl::InvalidArgumentError("Batcher: scorer factory is required");
   if (clock == nullptr) return absl::InvalidArgumentError("Batcher: clock is required");
   std::unique_ptr<Batcher> b(new Batcher(options, std::move(factory), clock, observer));
@@ -146,15 +161,82 @@ absl::Status Batcher::Submit(std::shared_ptr<ScoringJob> job) {
   state->scores.assign(n, 0.0f);
   state->remaining.store(n);
   state->enqueued = clock_->Now();
+  const std::string& client = state->job->client;
   absl::MutexLock lock(&mu_);
   if (!accepting_) return absl::UnavailableError("server is draining; retry on another replica");
-  if (static_cast<int>(queue_.size()) + n > options_.max_queue_pairs) {
-    return absl::ResourceExhaustedError(absl::StrCat("scoring queue is full (", queue_.size(),
-                                                     " of ", options_.max_queue_pairs,
-                                                     " pairs queued); retry with backoff"));
+  if (absl::Status s = AdmitLocked(client, n); !s.ok()) return s;
+  auto [it, inserted] = clients_.try_emplace(client);
+  ClientQueue& c = it->second;
+  if (inserted) {
+    c.name = client;
+    c.weight = WeightOf(client);
+    // A client that had nothing queued (a sparse one) gets its first turn before the clients
+    // that stayed backlogged, as FQ-CoDel's new flows do: a light client's request is served
+    // after the batch in flight, not after a round of every heavy client's turns.
+    c.is_new = true;
+    new_ring_.push_back(&c);
+    active_weight_ += c.weight;
   }
-  for (int i = 0; i < n; ++i) queue_.push_back(Item{state, i});
+  for (int i = 0; i < n; ++i) {
+    const int64_t tokens =
+        std::max<int64_t>(1, static_cast<int64_t>(state->job->rows[i].input_ids.size()));
+    c.items.push_back(Item{state, i, tokens});
+  }
+  queued_ += n;
   return absl::OkStatus();
+}
+
+absl::Status Batcher::CheckAdmission(const std::string& client, int min_rows) const {
+  absl::MutexLock lock(&mu_);
+  if (!accepting_) return absl::UnavailableError("server is draining; retry on another replica");
+  if (min_rows < 1) return absl::OkStatus();
+  return AdmitLocked(client, min_rows);
+}
+
+int Batcher::WeightOf(const std::string& client) const {
+  auto it = options_.client_weights.find(client);
+  return it == options_.client_weights.end() ? 1 : it->second;
+}
+
+absl::Status Batcher::AdmitLocked(const std::string& client, int rows) const {
+  const int cap = options_.max_client_queue_pairs;
+  if (cap > 0) {
+    auto it = clients_.find(client);
+    const int mine = it == clients_.end() ? 0 : static_cast<int>(it->second.items.size());
+    // A job over the cap on its own is admitted when its client has nothing queued.
+    if (mine > 0 && mine + rows > cap) {
+      // It fits once this many of the client's rows are scored, at the client's weighted share.
+      const int to_drain = std::min(mine, mine + rows - cap);
+      const double share = static_cast<double>(it->second.weight) /
+                           static_cast<double>(std::max<int64_t>(1, active_weight_));
+      const int64_t retry_ms = RetryAfterMsLocked(to_drain, share);
+      constexpr size_t kMaxShownKey = 64;  // the key is caller-controlled: bound the message
+      absl::Status s = absl::ResourceExhaustedError(absl::StrCat(
+          "client '", absl::string_view(client).substr(0, kMaxShownKey), "' has ", mine,
+          " pairs queued; with this request's ", rows, " it would exceed its limit of ", cap,
+          " (execution.max_client_queue_pairs); retry after ", retry_ms, " ms"));
+      s.SetPayload(kQueueRetryAfterPayload, absl::Cord(absl::StrCat(retry_ms)));
+      return s;
+    }
+  }
+  if (queued_ + rows > options_.max_queue_pairs) {
+    const int64_t retry_ms = RetryAfterMsLocked(queued_ + rows - options_.max_queue_pairs, 1.0);
+    absl::Status s = absl::ResourceExhaustedError(
+        absl::StrCat("scoring queue is full (", queued_, " of ", options_.max_queue_pairs,
+                     " pairs queued); retry with backoff, e.g. after ", retry_ms, " ms"));
+    s.SetPayload(kQueueRetryAfterPayload, absl::Cord(absl::StrCat(retry_ms)));
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+int64_t Batcher::RetryAfterMsLocked(int rows, double share) const {
+  constexpr int64_t kMinMs = 10, kMaxMs = 60000, kUnknownMs = 1000;
+  if (seconds_per_row_ <= 0) return kUnknownMs;  // no batch measured yet
+  const double seconds =
+      rows * seconds_per_row_ / std::max(share, 1e-3) / std::max(1, options_.workers);
+  const double ms = std::ceil(seconds * 1000.0);
+  return std::clamp<int64_t>(static_cast<int64_t>(std::min(ms, 1e9)), kMinMs, kMaxMs);
 }
 
 void Batcher::FinishJob(const std::shared_ptr<JobState>& job,
@@ -168,29 +250,65 @@ bool Batcher::TakeBatch(std::vector<Item>* batch, absl::Time* oldest_enqueue) {
   while (true) {
     mu_.Await(absl::Condition(
         +[](Batcher* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-          return self->stopping_ || !self->queue_.empty();
+          return self->stopping_ || self->queued_ > 0;
         },
         this));
     if (stopping_) return false;
     // Give concurrent requests a short window to join this batch. The wait is in real time
     // (it is a scheduling delay, not business logic); it ends early once the batch is full.
-    if (static_cast<int>(queue_.size()) < options_.max_batch_pairs &&
-        options_.max_queue_delay > absl::ZeroDuration()) {
+    if (queued_ < options_.max_batch_pairs && options_.max_queue_delay > absl::ZeroDuration()) {
       const absl::Time until = absl::Now() + options_.max_queue_delay;
       mu_.AwaitWithDeadline(absl::Condition(
                                 +[](Batcher* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-                                  return self->stopping_ || static_cast<int>(self->queue_.size()) >=
-                                                                self->options_.max_batch_pairs;
+                                  return self->stopping_ ||
+                                         self->queued_ >= self->options_.max_batch_pairs;
                                 },
                                 this),
                             until);
       if (stopping_) return false;
     }
-    if (queue_.empty()) continue;  // another worker took it
-    *oldest_enqueue = queue_.front().job->enqueued;
-    while (!queue_.empty() && static_cast<int>(batch->size()) < options_.max_batch_pairs) {
-      batch->push_back(std::move(queue_.front()));
-      queue_.pop_front();
+    if (queued_ == 0) continue;  // another worker took it
+    // Deficit round robin over the clients with queued rows, in tokens.
+    int64_t tokens = 0;
+    bool first = true;
+    while ((!new_ring_.empty() || !ring_.empty()) &&
+           static_cast<int>(batch->size()) < options_.max_batch_pairs) {
+      std::deque<ClientQueue*>& from = new_ring_.empty() ? ring_ : new_ring_;
+      ClientQueue* c = from.front();
+      if (!c->in_turn) {
+        c->deficit += options_.fair_quantum_tokens * c->weight;
+        c->in_turn = true;
+      }
+      bool full = false;
+      while (!c->items.empty()) {
+        Item& head = c->items.front();
+        if (head.tokens > c->deficit) break;  // its turn is over
+        if (static_cast<int>(batch->size()) >= options_.max_batch_pairs ||
+            (!batch->empty() && tokens + head.tokens > options_.max_batch_tokens)) {
+          full = true;
+          break;
+        }
+        tokens += head.tokens;
+        c->deficit -= head.tokens;
+        if (first || head.job->enqueued < *oldest_enqueue) *oldest_enqueue = head.job->enqueued;
+        first = false;
+        batch->push_back(std::move(head));
+        c->items.pop_front();
+        --queued_;
+      }
+      if (c->items.empty()) {
+        // Nothing left: leave the round (an idle client keeps no credit).
+        from.pop_front();
+        active_weight_ -= c->weight;
+        clients_.erase(clients_.find(c->name));
+      } else if (full) {
+        break;  // the batch is full: this client's turn continues in the next one
+      } else {
+        c->in_turn = false;  // its deficit carries over to its next turn
+        c->is_new = false;   // after its first turn it takes turns with the backlogged clients
+        from.pop_front();
+        ring_.push_back(c);
+      }
     }
     ++busy_;
     return true;
@@ -300,10 +418,17 @@ void Batcher::WorkerLoop(int index) {
     batch.clear();
     absl::Time oldest;
     if (!TakeBatch(&batch, &oldest)) break;
+    const absl::Time started = clock_->Now();
     RunBatch(**scorer, batch, oldest);
+    const double seconds = absl::ToDoubleSeconds(clock_->Now() - started);
+    const size_t rows = batch.size();
     batch.clear();  // release job references before reporting idle
     absl::MutexLock lock(&mu_);
     --busy_;
+    if (rows > 0 && seconds > 0) {  // feeds the retry hints
+      const double per_row = seconds / static_cast<double>(rows);
+      seconds_per_row_ = seconds_per_row_ <= 0 ? per_row : 0.8 * seconds_per_row_ + 0.2 * per_row;
+    }
   }
 }
 
@@ -312,19 +437,27 @@ bool Batcher::Drain(absl::Duration timeout) {
   accepting_ = false;
   return mu_.AwaitWithTimeout(absl::Condition(
                                   +[](Batcher* self) ABSL_EXCLUSIVE_LOCKS_REQUIRED(self->mu_) {
-                                    return self->queue_.empty() && self->busy_ == 0;
+                                    return self->queued_ == 0 && self->busy_ == 0;
                                   },
                                   this),
                               timeout);
 }
 
 void Batcher::Stop() {
-  std::deque<Item> leftover;
+  std::vector<Item> leftover;
   {
     absl::MutexLock lock(&mu_);
     accepting_ = false;
     stopping_ = true;
-    leftover.swap(queue_);
+    for (auto* r : {&new_ring_, &ring_}) {
+      for (ClientQueue* c : *r) {
+        for (Item& item : c->items) leftover.push_back(std::move(item));
+      }
+      r->clear();
+    }
+    clients_.clear();
+    queued_ = 0;
+    active_weight_ = 0;
   }
   for (Item& item : leftover) {
     FinishJob(item.job, absl::UnavailableError("server is shutting down"));
@@ -337,7 +470,13 @@ void Batcher::Stop() {
 
 int Batcher::queued_rows() const {
   absl::MutexLock lock(&mu_);
-  return static_cast<int>(queue_.size());
+  return queued_;
+}
+
+int Batcher::queued_rows(const std::string& client) const {
+  absl::MutexLock lock(&mu_);
+  auto it = clients_.find(client);
+  return it == clients_.end() ? 0 : static_cast<int>(it->second.items.size());
 }
 
 int Batcher::busy_workers() const {

@@ -1,13 +1,25 @@
 // Dynamic batching across concurrent requests, run by a pool of worker threads that each own a
 // Scorer (a model replica).
 //
-// A request submits one ScoringJob: its token rows, deadline, cancellation probe and a
-// completion callback. Rows from all queued jobs are taken FIFO into a batch capped by
-// max_batch_pairs and max_batch_tokens (padded); identical rows in a batch are scored once; the
-// batch is sorted by length and split into micro-batches that are each padded only to their own
-// longest row (never to max_length), choosing the split that minimises padded tokens plus a
-// per-forward overhead. Jobs that were cancelled or whose deadline passed are dropped before
-// inference. The queue is bounded in rows: Submit() fails at once with RESOURCE_EXHAUSTED.
+// A request submits one ScoringJob: its client, token rows, deadline, cancellation probe and a
+// completion callback. Each client has its own queue; a worker builds a batch by deficit round
+// robin over the clients with queued rows, in token units: on its turn a client's deficit grows by
+// fair_quantum_tokens x its weight and it takes rows while their lengths fit in the deficit, so
+// every backlogged client gets a share of the model proportional to its weight. A client that had
+// nothing queued gets its first turn before the backlogged ones (FQ-CoDel's "new flows"), so a
+// light client's request waits for about the batch in flight, not for another client's backlog. A
+// batch holds at most max_batch_pairs rows and max_batch_tokens real tokens (bounding how long a
+// worker is busy, which is what a newly arrived request waits for). Identical rows in a batch are
+// scored once; the batch is sorted by length and split into micro-batches that are each padded only
+// to their own longest row (never to max_length), choosing the split that minimises padded tokens
+// plus a per-forward overhead. Jobs that were cancelled or whose deadline passed are dropped before
+// inference.
+//
+// Admission: the queue is bounded in rows overall (max_queue_pairs) and per client
+// (max_client_queue_pairs); Submit() fails at once with RESOURCE_EXHAUSTED carrying a retry hint
+// (kQueueRetryAfterPayload). Beyond its cap only that client is turned away. A job larger than
+// the per-client cap is still admitted when its client has nothing queued, so every valid request
+// can run (alone); the overall bound always holds.
 //
 // Thread-safety: all public methods are thread-safe. A job's `done` is called exactly once, on a
 // worker thread (or in Stop()/the destructor for jobs still queued), never under a lock.
@@ -24,6 +36,8 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -63,6 +77,14 @@ class Batcher final : public ScoringQueue, public QueueStats {
     int max_queue_pairs = 4096;                              // bounded queue, in rows
     int64_t forward_overhead_tokens = 128;  // fixed cost of a forward, in token units
     int64_t pad_id = 0;                     // [PAD]
+    // Rows one client may have queued; 0: no per-client cap (max_queue_pairs still applies).
+    int max_client_queue_pairs = 1024;
+    // Deficit round robin quantum: tokens a weight-1 client may take per turn. About one long
+    // row, so turns alternate quickly; any value >= 1 is fair.
+    int64_t fair_quantum_tokens = 512;
+    // Per-client weights (>= 1); a client not listed has weight 1. A weight-3 client gets three
+    // times the tokens of a weight-1 client while both have rows queued.
+    absl::flat_hash_map<std::string, int> client_weights;
   };
   // Starts the workers; each calls `factory` on its own thread. Fails (and joins everything) if
   // any replica fails to load. `clock` (deadlines, waits) and `observer` are not owned, may be
@@ -72,9 +94,12 @@ class Batcher final : public ScoringQueue, public QueueStats {
                                                          BatcherObserver* observer);
   ~Batcher();  // Stop()
 
-  // Queues a job. RESOURCE_EXHAUSTED when its rows do not fit in the queue, UNAVAILABLE when
-  // draining/stopped, INVALID_ARGUMENT for an empty job. On error `done` is NOT called.
+  // Queues a job. RESOURCE_EXHAUSTED (with a retry hint) when its rows do not fit in the queue
+  // or in its client's share, UNAVAILABLE when draining/stopped, INVALID_ARGUMENT for an empty
+  // job. On error `done` is NOT called.
   absl::Status Submit(std::shared_ptr<ScoringJob> job) override;
+  // The same checks as Submit for a job of `min_rows` rows, without queueing anything.
+  absl::Status CheckAdmission(const std::string& client, int min_rows) const override;
 
   // Stops accepting jobs and waits up to `timeout` for queued and running work to finish.
   // Returns true if everything finished.
@@ -84,6 +109,8 @@ class Batcher final : public ScoringQueue, public QueueStats {
 
   int queued_rows() const override;
   int busy_workers() const override;
+  // Rows `client` has queued (0 for an unknown client).
+  int queued_rows(const std::string& client) const;
   const Options& options() const { return options_; }
 
  private:
@@ -91,6 +118,17 @@ class Batcher final : public ScoringQueue, public QueueStats {
   struct Item {
     std::shared_ptr<JobState> job;
     int row;
+    int64_t tokens;  // the row's length: its cost in the fair share
+  };
+  // One client's queue and its place in the round robin. Exists only while it has rows queued,
+  // so the map is bounded by max_queue_pairs whatever the number of client keys.
+  struct ClientQueue {
+    std::string name;
+    int weight = 1;
+    std::deque<Item> items;
+    int64_t deficit = 0;   // tokens it may still take in its current turn
+    bool in_turn = false;  // its turn started (quantum added) and is not over yet
+    bool is_new = false;   // in new_ring_: it had nothing queued and has not had a turn yet
   };
 
   Batcher(const Options& options, ScorerFactory factory, Clock* clock, BatcherObserver* observer);
@@ -100,6 +138,12 @@ class Batcher final : public ScoringQueue, public QueueStats {
   void RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time oldest_enqueue);
   static void FinishJob(const std::shared_ptr<JobState>& job,
                         absl::StatusOr<std::vector<float>> result);
+  // Whether `rows` more rows from `client` fit; RESOURCE_EXHAUSTED with a retry hint if not.
+  absl::Status AdmitLocked(const std::string& client, int rows) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A suggested wait (ms) for `rows` queued rows to be scored at a `share` of the model.
+  int64_t RetryAfterMsLocked(int rows, double share) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int WeightOf(const std::string& client) const;
 
   const Options options_;
   ScorerFactory factory_;
@@ -107,7 +151,12 @@ class Batcher final : public ScoringQueue, public QueueStats {
   BatcherObserver* const observer_;
 
   mutable absl::Mutex mu_;
-  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  absl::node_hash_map<std::string, ClientQueue> clients_ ABSL_GUARDED_BY(mu_);
+  std::deque<ClientQueue*> new_ring_ ABSL_GUARDED_BY(mu_);  // sparse clients: served first
+  std::deque<ClientQueue*> ring_ ABSL_GUARDED_BY(mu_);      // backlogged clients, in turn order
+  int queued_ ABSL_GUARDED_BY(mu_) = 0;                     // rows over all clients
+  int64_t active_weight_ ABSL_GUARDED_BY(mu_) = 0;          // sum of the weights in ring_
+  double seconds_per_row_ ABSL_GUARDED_BY(mu_) = 0;  // moving average over batches; 0: none yet
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   int busy_ ABSL_GUARDED_BY(mu_) = 0;

@@ -35,11 +35,19 @@ absl::Status FieldError(absl::string_view prefix, absl::string_view field,
   return absl::InvalidArgumentError(absl::StrCat(prefix, field, ": ", message));
 }
 
+// The text a request makes the engine tokenize: its query and its documents.
+size_t RequestTextBytes(const v1::RerankRequest& req) {
+  size_t bytes = req.query().size();
+  for (const v1::Document& d : req.documents()) bytes += d.text().size();
+  return bytes;
+}
+
 }  // namespace
 
 struct RerankEngine::SubPlan {
   const v1::RerankRequest* request = nullptr;  // outlives the call (see header)
   std::string request_id;
+  std::string queue_client;  // whose share of the scoring queue the rows use: the RPC's client
   uint32_t top_n = 0;
   bool sigmoid = false;
   bool reranked = true;  // false: pass-through
@@ -218,6 +226,15 @@ absl::Status RerankEngine::CheckPairLimit(const RunState& state, const std::stri
   return RateLimited(d, state.client_key, request_id, "pairs", limit);
 }
 
+absl::Status RerankEngine::CheckRequestBytes(size_t bytes, const std::string& field) const {
+  if (options_.max_request_bytes == 0 || bytes <= options_.max_request_bytes) {
+    return absl::OkStatus();
+  }
+  return FieldError("", field,
+                    absl::StrCat(bytes, " bytes of query and document text exceeds the limit of ",
+                                 options_.max_request_bytes, " (rerank.max_request_bytes)"));
+}
+
 absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string& prefix,
                                 const std::string& rollout_client, const FeatureFlags& flags,
                                 std::vector<Encoding>* rows, SubPlan* plan) const {
@@ -232,6 +249,15 @@ absl::Status RerankEngine::Plan(const v1::RerankRequest& req, const std::string&
                    TokenizeQuery(req, prefix, *plan->model->serving->tokenizer));
   ResolveScoring(req, rollout_client, flags, plan);
   if (plan->use_cache) LookupCache(req, plan);
+  // Admission before work: every uncached candidate is at least one row (chunking may add more),
+  // so a full queue or a client over its share is turned away before its documents are
+  // tokenized. Submit() still has the last word.
+  int uncached = 0;
+  for (const SubPlan::Doc& d : plan->docs) uncached += d.cached ? 0 : 1;
+  if (uncached > 0) {
+    RETURN_IF_ERROR(plan->model->serving->queue->CheckAdmission(
+        plan->queue_client, static_cast<int>(rows->size()) + uncached));
+  }
   return EncodeDocuments(req, prefix, query_ids, rows, plan);
 }
 
@@ -431,7 +457,11 @@ void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call
   if (!key.ok()) return Complete(*state, key.status());
   state->client_key = *std::move(key);
   if (!request.request_id().empty()) plan.request_id = request.request_id();
+  plan.queue_client = state->client_key;
   if (absl::Status s = CheckRateLimit(state->client_key, *state->flags, plan.request_id); !s.ok()) {
+    return Complete(*state, s);
+  }
+  if (absl::Status s = CheckRequestBytes(RequestTextBytes(request), "documents"); !s.ok()) {
     return Complete(*state, s);
   }
   if (absl::Status s = Plan(request, "", state->client_key, *state->flags, &state->rows, &plan);
@@ -485,11 +515,17 @@ void RerankEngine::RerankBatch(const v1::RerankBatchRequest& request, const Call
       !s.ok()) {
     return Complete(*state, s);
   }
+  size_t text_bytes = 0;
+  for (const v1::RerankRequest& sub : request.requests()) text_bytes += RequestTextBytes(sub);
+  if (absl::Status s = CheckRequestBytes(text_bytes, "requests"); !s.ok()) {
+    return Complete(*state, s);
+  }
   const bool by_peer = options_.identity == Options::Identity::kPeer;
   state->plans.resize(request.requests_size());
   for (SubPlan& p : state->plans) p.model = state->model.get();
   for (int i = 0; i < request.requests_size(); ++i) {
     const v1::RerankRequest& sub = request.requests(i);
+    state->plans[i].queue_client = state->client_key;
     // A sub-request's own client_id only picks its cache rollout (rate limiting is per RPC).
     const std::string& key =
         by_peer || sub.client_id().empty() ? state->client_key : sub.client_id();
@@ -519,6 +555,7 @@ void RerankEngine::Run(std::shared_ptr<RunState> state) {
 void RerankEngine::SubmitSegment(std::shared_ptr<RunState> state, size_t segment) {
   const auto [begin, end] = state->segments[segment];
   auto job = std::make_shared<ScoringJob>();
+  job->client = state->client_key;  // the fair-share key
   job->rows.assign(std::make_move_iterator(state->rows.begin() + begin),
                    std::make_move_iterator(state->rows.begin() + end));
   job->deadline = state->call.deadline;

@@ -66,7 +66,10 @@ class RerankEngine {
     uint32_t max_documents = 1000;  // per request
     uint32_t max_query_bytes = 8192;
     uint32_t max_document_bytes = 65536;
-    uint32_t max_batch_requests = 64;   // sub-requests per RerankBatch
+    uint32_t max_batch_requests = 64;  // sub-requests per RerankBatch
+    // Query + document text per RPC (all sub-requests of a RerankBatch). Tokenizing runs on the
+    // calling (gRPC) thread, so this bounds how long one request holds it. 0: no limit.
+    uint64_t max_request_bytes = 8u << 20;
     uint32_t max_length = 512;          // tokens per pair; further capped by each model's own
     bool chunk_long_documents = false;  // default long-document mode: false = truncate
     uint32_t max_chunks_per_doc = 4;
@@ -163,6 +166,8 @@ class RerankEngine {
                       const FeatureFlags& flags, SubPlan* plan) const;
   // 5. Marks cached candidates with their scores (only when plan->use_cache).
   void LookupCache(const v1::RerankRequest& request, SubPlan* plan) const;
+  //    Then admission: ScoringQueue::CheckAdmission for the uncached candidates, before they are
+  //    tokenized (RESOURCE_EXHAUSTED with a retry hint when the client is over its share).
   // 6. One row per uncached candidate (truncate) or one per window (chunk_max), appended to rows.
   absl::Status EncodeDocuments(const v1::RerankRequest& request, const std::string& prefix,
                                const std::vector<int32_t>& query_ids, std::vector<Encoding>* rows,
@@ -187,6 +192,8 @@ class RerankEngine {
   absl::Status RateLimited(RateLimiter::Decision d, const std::string& client_key,
                            const std::string& request_id, const std::string& what,
                            uint32_t limit) const;
+  // INVALID_ARGUMENT naming `field` when `bytes` of text exceed options_.max_request_bytes.
+  absl::Status CheckRequestBytes(size_t bytes, const std::string& field) const;
 
   const Options options_;
   const Deps deps_;

@@ -27,10 +27,11 @@ CallInfo MakeCallInfo(grpc::CallbackServerContext* context) {
   return call;
 }
 
+// Rate limiting and a full queue (or a client over its share of it) both carry a retry hint.
 void AddRetryHint(grpc::CallbackServerContext* context, const absl::Status& status) {
-  if (auto retry = status.GetPayload(kRetryAfterPayload); retry.has_value()) {
-    context->AddTrailingMetadata("retry-after-ms", std::string(*retry));
-  }
+  auto retry = status.GetPayload(kRetryAfterPayload);
+  if (!retry.has_value()) retry = status.GetPayload(kQueueRetryAfterPayload);
+  if (retry.has_value()) context->AddTrailingMetadata("retry-after-ms", std::string(*retry));
 }
 
 }  // namespace

@@ -83,6 +83,9 @@ class Instance:
                 "execution:",
                 "  workers: 1",
                 "  intra_op_threads: 1",
+                # The four heavy requests of the SIGTERM test come from one client (this host):
+                # 1,200 pairs, over the default per-client share of the queue (1,024).
+                "  max_client_queue_pairs: 4096",
                 "admin:",
                 "  http_listen: 127.0.0.1:%d" % self.http_port,
                 '  grpc_listen: ""',

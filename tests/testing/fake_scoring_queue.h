@@ -17,6 +17,7 @@
 #include <functional>
 #include <memory>
 #include <set>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -69,6 +70,26 @@ class FakeScoringQueue final : public ScoringQueue {
       job->done(std::move(scores));
     }
     return absl::OkStatus();
+  }
+
+  // Admission (ScoringQueue::CheckAdmission): records each call; answers the status set by
+  // RejectAdmissionWith (OK by default).
+  struct AdmissionCall {
+    std::string client;
+    int min_rows;
+  };
+  absl::Status CheckAdmission(const std::string& client, int min_rows) const override {
+    absl::MutexLock lock(&mu_);
+    admission_calls_.push_back(AdmissionCall{client, min_rows});
+    return admission_reject_;
+  }
+  void RejectAdmissionWith(absl::Status status) {
+    absl::MutexLock lock(&mu_);
+    admission_reject_ = std::move(status);
+  }
+  std::vector<AdmissionCall> admission_calls() const {
+    absl::MutexLock lock(&mu_);
+    return admission_calls_;
   }
 
   // Every later Submit fails with `status` (OK lets jobs in again).
@@ -149,6 +170,8 @@ class FakeScoringQueue final : public ScoringQueue {
   mutable absl::Mutex mu_;
   std::vector<Recorded> jobs_ ABSL_GUARDED_BY(mu_);
   absl::Status reject_ ABSL_GUARDED_BY(mu_);
+  absl::Status admission_reject_ ABSL_GUARDED_BY(mu_);
+  mutable std::vector<AdmissionCall> admission_calls_ ABSL_GUARDED_BY(mu_);
   ScoreFn auto_score_ ABSL_GUARDED_BY(mu_);
   int submit_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
