@@ -552,7 +552,15 @@ int RunEval(const ParsedArgs& args, const EvalEndpoints& endpoints) {
   absl::StatusOr<RerankAllResult> reranked =
       RerankAll(jobs, MakeGrpcScorer(scorer_options), options);
   if (tty) bar.Clear();
-  if (!reranked.ok()) return Fail(std::string(reranked.status().message()));
+  if (!reranked.ok()) {
+    std::string message(reranked.status().message());
+    if (absl::IsDeadlineExceeded(reranked.status())) {
+      absl::StrAppend(&message, "\n(each call has ", absl::FormatDuration(scorer_options.deadline),
+                      ": on a slow server give more with --timeout SECONDS, or send less at once "
+                      "with a smaller --depth or --concurrency)");
+    }
+    return Fail(message);
+  }
   const absl::Duration took = absl::Now() - start;
 
   // ---- the reranked run: written, then evaluated as written ----
