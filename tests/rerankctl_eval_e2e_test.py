@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -133,7 +134,10 @@ class RerankctlEvalE2ETest(RerankdProcess, unittest.TestCase):
         self.assertIn("nDCG@10        0.3857\n", p.stdout)
         self.assertIn("MRR@10         0.4444\n", p.stdout)
         self.assertIn("Recall@100     0.7778\n", p.stdout)
-        self.assertIn("2 run queries without a relevant judgement skipped", p.stdout)
+        self.assertIn("2 run queries without a relevant judgement skipped\n", p.stdout)
+        p = self.eval("--no-rerank", "--queries", "1", env=env)
+        self.assertIn("evaluating 1 queries of ", p.stdout)
+        self.assertIn("skipped; 2 more left out by --queries 1\n", p.stdout)
         # --relevance-level and --queries change which queries count.
         p = self.eval("--no-rerank", "--json", "--relevance-level", "2", env=env)
         self.assertEqual(p.returncode, 0, describe(p))
@@ -141,6 +145,7 @@ class RerankctlEvalE2ETest(RerankdProcess, unittest.TestCase):
         self.assertEqual(doc["queries"], 2)
         self.assertAlmostEqual(doc["mrr@10"], (0.25 + 0.5) / 2, places=9)
         p = self.eval("--no-rerank", "--json", "--queries", "2", env=env)
+        self.assertEqual(p.returncode, 0, describe(p))
         doc = json.loads(p.stdout)["input"]
         self.assertEqual(doc["queries"], 2)  # q1 and q2, the first two evaluated in run order
         self.assertAlmostEqual(doc["ndcg@10"], Q1_NDCG / 2, places=9)
@@ -218,25 +223,29 @@ class RerankctlEvalE2ETest(RerankdProcess, unittest.TestCase):
 
     def test_04_progress_bar_on_a_terminal(self):
         master, slave = pty.openpty()
+        chunks = []
+
+        def drain():  # read while it runs: a full pty buffer would block the writer
+            while True:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every writer has closed the terminal
+                    return
+                if not chunk:
+                    return
+                chunks.append(chunk)
+
+        reader = threading.Thread(target=drain)
+        reader.start()
         try:
             p = subprocess.run([RERANKCTL, "eval", "--data", FIXTURE, "--run", FIXTURE_RUN,
                                 "--json", "--out", os.path.join(self.work, "tty.run")],
                                env=self.env, stdout=subprocess.PIPE, stderr=slave, timeout=120)
-            os.close(slave)
-            slave = None
-            seen = b""
-            while True:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the writer side is closed
-                    break
-                if not chunk:
-                    break
-                seen += chunk
         finally:
-            if slave is not None:
-                os.close(slave)
+            os.close(slave)
+            reader.join(timeout=30)
             os.close(master)
+        seen = b"".join(chunks)
         self.assertEqual(p.returncode, 0, p.stdout)
         self.assertIn(b"3/3 queries", seen)
         self.assertIn(b"\r[", seen)
@@ -263,11 +272,22 @@ class RerankctlEvalE2ETest(RerankdProcess, unittest.TestCase):
         p = rerankctl("eval", "--data", data, "--run", FIXTURE_RUN, env=self.env)
         self.assertEqual(p.returncode, 2, describe(p))
         self.assertIn(os.path.join(data, "queries.test.jsonl") + ":7: not valid JSON", p.stderr)
+        data2 = os.path.join(self.work, "data2")
+        shutil.copytree(FIXTURE, data2, dirs_exist_ok=True)
+        with open(os.path.join(data2, "qrels", "test.tsv"), "a") as f:
+            f.write("q9\td1\t1\n")
+        run_q9 = os.path.join(self.work, "q9.run")
+        with open(run_q9, "w") as f:
+            f.write("q1 Q0 d1 1 2.0 x\nq9 Q0 d1 1 2.0 x\n")
+        p = rerankctl("eval", "--data", data2, "--run", run_q9, env=self.env)
+        self.assertEqual(p.returncode, 2, describe(p))
+        self.assertIn("%s:2: query 'q9' is not in %s" % (
+            run_q9, os.path.join(data2, "queries.test.jsonl")), p.stderr)
         for args, message in [
                 (["--bogus"], "unknown flag '--bogus' for 'eval'"),
                 (["--depth", "0"], "--depth: must be an integer in 1..1000, got '0'"),
                 (["--depth", "1001"], "--depth: must be an integer in 1..1000"),
-                (["--queries", "x"], "--queries: must be an integer"),
+                (["--queries", "x"], "--queries: must be an integer >= 1, got 'x'"),
                 (["--concurrency", "65"], "--concurrency: must be an integer in 1..64"),
                 (["--no-rerank", "--out", "x.run"], "--out: nothing to rerank with --no-rerank"),
                 (["--out", FIXTURE_RUN], "is the input run"),

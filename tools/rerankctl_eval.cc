@@ -341,8 +341,11 @@ absl::StatusOr<int64_t> IntFlag(const ParsedArgs& args, const char* name, int64_
   if (!args.Has(name)) return fallback;
   int64_t v = 0;
   if (!absl::SimpleAtoi(args.Get(name), &v) || v < lo || v > hi) {
-    return absl::InvalidArgumentError(absl::StrCat("--", name, ": must be an integer in ", lo, "..",
-                                                   hi, ", got '", args.Get(name), "'"));
+    const std::string range = hi == std::numeric_limits<int64_t>::max()
+                                  ? absl::StrCat(">= ", lo)
+                                  : absl::StrCat("in ", lo, "..", hi);
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, ": must be an integer ", range, ", got '", args.Get(name), "'"));
   }
   return v;
 }
@@ -453,13 +456,16 @@ int RunEval(const ParsedArgs& args, const EvalEndpoints& endpoints) {
 
   // The evaluated queries: the run's with a relevant judgement, the first --queries of them.
   TrecRun input;
-  int64_t unjudged = 0;
+  int64_t unjudged = 0, beyond_limit = 0;
   for (const std::string& q : run->query_order) {
     if (!HasRelevant(*qrels, q, relevance_level)) {
       ++unjudged;
       continue;
     }
-    if (static_cast<int64_t>(input.query_order.size()) >= *max_queries) break;
+    if (static_cast<int64_t>(input.query_order.size()) >= *max_queries) {
+      ++beyond_limit;
+      continue;
+    }
     input.query_order.push_back(q);
     input.entries[q] = run->entries.at(q);
     input.first_line[q] = run->first_line.at(q);
@@ -475,6 +481,9 @@ int RunEval(const ParsedArgs& args, const EvalEndpoints& endpoints) {
                    files->qrels, " (relevant: grade >= ", relevance_level, ")");
   if (unjudged > 0) {
     absl::StrAppend(&header, "; ", unjudged, " run queries without a relevant judgement skipped");
+  }
+  if (beyond_limit > 0) {
+    absl::StrAppend(&header, "; ", beyond_limit, " more left out by --queries ", *max_queries);
   }
   absl::StrAppend(&header, "\n");
 
