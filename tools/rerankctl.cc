@@ -43,6 +43,7 @@
 #include "rerank/v1/reranker.grpc.pb.h"
 #include "tools/rerankctl_args.h"
 #include "tools/rerankctl_check.h"
+#include "tools/rerankctl_eval.h"
 #include "tools/rerankctl_format.h"
 #include "tools/rerankctl_http.h"
 #include "tools/rerankctl_rollout.h"
@@ -75,6 +76,8 @@ constexpr char kMainUsage[] =
     "  rerank         rerank documents for a query over gRPC and print the ranking\n"
     "  rollout        guarded progressive rollout: advance stage by stage while gates hold,\n"
     "                 roll back when one fails for a whole window; resumable\n"
+    "  eval           relevance on your data: rerank a TREC run of a BEIR dataset and compare\n"
+    "                 nDCG@10, MRR@10 and Recall@100 before and after\n"
     "\n"
     "Global flags (also accepted after the command):\n"
     "  --admin URL        admin HTTP base URL (env RERANKER_ADMIN_URL; default "
@@ -232,6 +235,7 @@ const std::map<std::string, std::vector<FlagSpec>>& CommandFlags() {
         {"prometheus", FlagKind::kValue},
         {"prometheus-selector", FlagKind::kValue},
         {"actor", FlagKind::kValue}}},
+      {"eval", EvalFlags()},
   };
   return *flags;
 }
@@ -894,7 +898,7 @@ int Main(int argc, char** argv) {
   const std::map<std::string, const char*> usages = {
       {"stage", kStageUsage},     {"reload", kReloadUsage}, {"status", kStatusUsage},
       {"monitor", kMonitorUsage}, {"check", kCheckUsage},   {"rerank", kRerankUsage},
-      {"rollout", kRolloutUsage},
+      {"rollout", kRolloutUsage}, {"eval", kEvalUsage},
   };
   if (!args.ok()) {
     // Show the command's usage when the command is known, else the main usage.
@@ -928,6 +932,11 @@ int Main(int argc, char** argv) {
   if (args->command == "monitor") return Monitor(*args, *globals, RealClock::Get());
   if (args->command == "check") return Check(*args, *globals);
   if (args->command == "rollout") return Rollout(*args, *globals, RealClock::Get());
+  if (args->command == "eval") {
+    EvalEndpoints endpoints{globals->target, globals->admin, std::nullopt};
+    if (args->Has("timeout")) endpoints.timeout = globals->timeout;
+    return RunEval(*args, endpoints);
+  }
   return Rerank(*args, *globals);
 }
 

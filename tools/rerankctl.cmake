@@ -5,6 +5,8 @@ find_package(CURL REQUIRED)
 add_library(rerankctl_lib STATIC
   ${CMAKE_CURRENT_LIST_DIR}/rerankctl_args.cc
   ${CMAKE_CURRENT_LIST_DIR}/rerankctl_check.cc
+  ${CMAKE_CURRENT_LIST_DIR}/rerankctl_eval.cc
+  ${CMAKE_CURRENT_LIST_DIR}/rerankctl_eval_data.cc
   ${CMAKE_CURRENT_LIST_DIR}/rerankctl_format.cc
   ${CMAKE_CURRENT_LIST_DIR}/rerankctl_http.cc
   ${CMAKE_CURRENT_LIST_DIR}/rerankctl_rollout.cc
@@ -12,7 +14,7 @@ add_library(rerankctl_lib STATIC
 # The admin answers are parsed into the contract's messages (admin.proto) with common/proto_json.
 target_link_libraries(rerankctl_lib PUBLIC rerank_config rerank_proto rerank_proto_json CURL::libcurl
                       nlohmann_json::nlohmann_json absl::status absl::statusor absl::strings
-                      absl::str_format absl::time)
+                      absl::str_format absl::synchronization absl::time)
 
 add_executable(rerankctl ${CMAKE_CURRENT_LIST_DIR}/rerankctl.cc)
 target_link_libraries(rerankctl PRIVATE rerankctl_lib gRPC::grpc++)
