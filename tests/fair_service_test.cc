@@ -20,6 +20,7 @@
 #include "rerank/v1/reranker.grpc.pb.h"
 #include "tests/testing/fake_scorer.h"
 #include "tests/testing/rerank_server_peer.h"
+#include "tests/testing/test_dirs.h"
 
 namespace rerank {
 namespace {
@@ -27,10 +28,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-std::string TinyModelDir() {
-  const char* build = std::getenv("RERANK_BUILD_DIR");
-  return std::string(build ? build : "build") + "/testdata/tiny_model";
-}
+using testing::TinyModelDir;
 
 // Score() calls wait until the test allows them (Allow(n) lets n more through; Open() lets all
 // through). Scores are the fake lexical-overlap ones.
@@ -147,11 +145,7 @@ struct AsyncCall {
 class FairServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           absl::StrCat("fair_service_test_", getpid(), "_",
-                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = testing::FreshTestDir("fair_service_test");
     config_.model.dir = TinyModelDir();
     config_.server.listen = "127.0.0.1:0";
     config_.admin.http_listen = "";

@@ -26,7 +26,9 @@
 #include "rerank/v1/reranker.grpc.pb.h"
 #include "server/rerank_service.h"
 #include "tests/testing/fake_scorer.h"
+#include "tests/testing/files.h"
 #include "tests/testing/rerank_server_peer.h"
+#include "tests/testing/test_dirs.h"
 
 namespace rerank {
 namespace {
@@ -35,24 +37,14 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-std::string TinyModelDir() {
-  const char* build = std::getenv("RERANK_BUILD_DIR");
-  return std::string(build ? build : "build") + "/testdata/tiny_model";
-}
+using testing::TinyModelDir;
 
-std::string ReadAll(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+using testing::ReadFile;
 
 class IdentityServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           absl::StrCat("identity_service_test_", getpid(), "_",
-                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = testing::FreshTestDir("identity_service_test");
     config_.model.dir = TinyModelDir();
     config_.model.warmup = false;
     config_.server.listen = "127.0.0.1:0";
@@ -163,7 +155,7 @@ TEST_F(IdentityServiceTest, OversizedClientIdIsRejectedBeforeLimiterAuditAndCach
     EXPECT_EQ(e["client_id"], "127.0.0.1") << "the peer, never the rejected id";
     EXPECT_LT(e["request_id"].get<std::string>().size(), 129u);
   }
-  const std::string file = ReadAll(config_.audit.path);
+  const std::string file = ReadFile(config_.audit.path);
   EXPECT_LT(file.size(), 16u * 1024) << "no oversized line";
   EXPECT_THAT(file, Not(HasSubstr(std::string(129, 'x'))));
   EXPECT_THAT(file, Not(HasSubstr(std::string(129, 'y'))));
@@ -334,7 +326,7 @@ TEST_F(IdentityServiceTest, EnableRerankerFalseAndARestartTurnsTheRerankerOff) {
     ASSERT_TRUE(stub_->Rerank(&ctx, Req("berlin", {"cats", "berlin"}), &resp).ok());
     EXPECT_FALSE(resp.reranked()) << "pass-through: the full rollback";
   }
-  auto from_file = ParseFlagsYaml(ReadAll(config_.flags.path));
+  auto from_file = ParseFlagsYaml(ReadFile(config_.flags.path));
   ASSERT_TRUE(from_file.ok()) << from_file.status();
   EXPECT_FALSE(from_file->reranker_enabled) << "written to the flags file";
   const auto changes = AuditEvents("flag_change");

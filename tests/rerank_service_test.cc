@@ -22,6 +22,7 @@
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_scorer.h"
 #include "tests/testing/rerank_server_peer.h"
+#include "tests/testing/test_dirs.h"
 
 namespace rerank {
 namespace {
@@ -30,19 +31,12 @@ namespace fs = std::filesystem;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-std::string TinyModelDir() {
-  const char* build = std::getenv("RERANK_BUILD_DIR");
-  return std::string(build ? build : "build") + "/testdata/tiny_model";
-}
+using testing::TinyModelDir;
 
 class RerankServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           absl::StrCat("rerank_service_test_", getpid(), "_",
-                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = testing::FreshTestDir("rerank_service_test");
     config_.model.dir = TinyModelDir();
     config_.server.listen = "127.0.0.1:0";
     config_.admin.http_listen = "";  // admin plane not under test here

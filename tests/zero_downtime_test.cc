@@ -37,6 +37,7 @@
 #include "tests/testing/http_client.h"
 #include "tests/testing/prometheus_text.h"
 #include "tests/testing/rerank_server_peer.h"
+#include "tests/testing/test_dirs.h"
 
 namespace rerank {
 namespace {
@@ -52,10 +53,7 @@ using ::testing::Not;
 
 constexpr char kToken[] = "zero-downtime-test-token";
 
-std::string BuildDir() {
-  const char* build = std::getenv("RERANK_BUILD_DIR");
-  return build != nullptr ? build : "build";
-}
+using testing::BuildDir;
 std::string ModelA() { return BuildDir() + "/testdata/tiny_model"; }
 std::string ModelB() { return BuildDir() + "/testdata/tiny_model_b"; }
 
