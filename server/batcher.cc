@@ -347,7 +347,7 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
   // early when any of its copies is.
   absl::flat_hash_map<RowRef, int> unique_index;
   std::vector<const Encoding*> unique_rows;
-  std::vector<bool> unique_first;
+  std::vector<bool> unique_early;
   std::vector<int> item_to_unique(live.size());
   for (size_t i = 0; i < live.size(); ++i) {
     const Encoding* enc = &live[i].job->job->rows[live[i].row];
@@ -355,10 +355,10 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
         unique_index.try_emplace(RowRef{enc}, static_cast<int>(unique_rows.size()));
     if (inserted) {
       unique_rows.push_back(enc);
-      unique_first.push_back(false);
+      unique_early.push_back(false);
     }
     item_to_unique[i] = it->second;
-    if (live[i].drains_client) unique_first[it->second] = true;
+    if (live[i].drains_client) unique_early[it->second] = true;
   }
   report.unique_rows = static_cast<int>(unique_rows.size());
   // The items holding each unique row, so that jobs are completed forward by forward.
@@ -371,11 +371,11 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
     // Two groups, each planned on its own: rows of drained clients, then the rest. A group's
     // plan indexes into `group`; it is mapped back to unique rows below.
     std::vector<MicroBatch> plan;
-    for (bool first : {true, false}) {
+    for (bool early : {true, false}) {
       std::vector<int> group;
       std::vector<int64_t> lengths;
       for (size_t u = 0; u < unique_rows.size(); ++u) {
-        if (unique_first[u] != first) continue;
+        if (unique_early[u] != early) continue;
         group.push_back(static_cast<int>(u));
         lengths.push_back(static_cast<int64_t>(unique_rows[u]->input_ids.size()));
         report.real_tokens += lengths.back();
