@@ -310,6 +310,8 @@ bool Batcher::TakeBatch(std::vector<Item>* batch, absl::Time* oldest_enqueue) {
         ring_.push_back(c);
       }
     }
+    // Rows of clients this batch drained (no longer in clients_) run first; see RunBatch.
+    for (Item& item : *batch) item.drains_client = !clients_.contains(item.job->job->client);
     ++busy_;
     return true;
   }
@@ -341,30 +343,51 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
     live.push_back(std::move(item));
   }
 
-  // De-duplicate identical rows (same ids and segments): score each once.
+  // De-duplicate identical rows (same ids and segments): score each once. A row is scored
+  // early when any of its copies is.
   absl::flat_hash_map<RowRef, int> unique_index;
   std::vector<const Encoding*> unique_rows;
+  std::vector<bool> unique_early;
   std::vector<int> item_to_unique(live.size());
   for (size_t i = 0; i < live.size(); ++i) {
     const Encoding* enc = &live[i].job->job->rows[live[i].row];
     auto [it, inserted] =
         unique_index.try_emplace(RowRef{enc}, static_cast<int>(unique_rows.size()));
-    if (inserted) unique_rows.push_back(enc);
+    if (inserted) {
+      unique_rows.push_back(enc);
+      unique_early.push_back(false);
+    }
     item_to_unique[i] = it->second;
+    if (live[i].drains_client) unique_early[it->second] = true;
   }
   report.unique_rows = static_cast<int>(unique_rows.size());
+  // The items holding each unique row, so that jobs are completed forward by forward.
+  std::vector<std::vector<int>> unique_items(unique_rows.size());
+  for (size_t i = 0; i < live.size(); ++i) {
+    unique_items[item_to_unique[i]].push_back(static_cast<int>(i));
+  }
 
-  std::vector<float> unique_scores(unique_rows.size(), 0.0f);
-  std::vector<absl::Status> unique_status(unique_rows.size());
   if (!unique_rows.empty()) {
-    std::vector<int64_t> lengths(unique_rows.size());
-    for (size_t i = 0; i < unique_rows.size(); ++i) {
-      lengths[i] = static_cast<int64_t>(unique_rows[i]->input_ids.size());
-      report.real_tokens += lengths[i];
+    // Two groups, each planned on its own: rows of drained clients, then the rest. A group's
+    // plan indexes into `group`; it is mapped back to unique rows below.
+    std::vector<MicroBatch> plan;
+    for (bool early : {true, false}) {
+      std::vector<int> group;
+      std::vector<int64_t> lengths;
+      for (size_t u = 0; u < unique_rows.size(); ++u) {
+        if (unique_early[u] != early) continue;
+        group.push_back(static_cast<int>(u));
+        lengths.push_back(static_cast<int64_t>(unique_rows[u]->input_ids.size()));
+        report.real_tokens += lengths.back();
+      }
+      if (group.empty()) continue;
+      for (MicroBatch& mb :
+           PlanMicroBatches(lengths, options_.max_batch_pairs, options_.max_batch_tokens,
+                            options_.forward_overhead_tokens)) {
+        for (int& r : mb.rows) r = group[r];
+        plan.push_back(std::move(mb));
+      }
     }
-    const auto plan = PlanMicroBatches(lengths, options_.max_batch_pairs, options_.max_batch_tokens,
-                                       options_.forward_overhead_tokens);
-    const absl::Time infer_start = clock_->Now();
     for (const MicroBatch& mb : plan) {
       std::vector<const Encoding*> rows;
       rows.reserve(mb.rows.size());
@@ -372,31 +395,26 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
       ScoreBatch sb = BuildScoreBatch(rows, mb.seq_len, options_.pad_id);
       report.padded_tokens += sb.rows * sb.seq_len;
       ++report.forwards;
+      const absl::Time forward_start = clock_->Now();
       absl::StatusOr<std::vector<float>> scores = scorer.Score(sb);
+      report.inference += clock_->Now() - forward_start;  // forwards only, not the callbacks
+      if (!scores.ok()) report.ok = false;
+      // Complete every job whose last row this forward scored, before the next forward.
       for (size_t k = 0; k < mb.rows.size(); ++k) {
-        if (scores.ok()) {
-          unique_scores[mb.rows[k]] = (*scores)[k];
-        } else {
-          unique_status[mb.rows[k]] = scores.status();
-          report.ok = false;
+        for (int i : unique_items[mb.rows[k]]) {
+          const std::shared_ptr<JobState>& js = live[i].job;
+          if (!scores.ok()) {
+            if (observer_ != nullptr && !js->finished.load()) {
+              observer_->OnJobDropped(scores.status().code());
+            }
+            FinishJob(js, scores.status());
+            continue;
+          }
+          js->scores[live[i].row] = (*scores)[k];
+          if (js->remaining.fetch_sub(1) == 1) FinishJob(js, std::move(js->scores));
         }
       }
     }
-    report.inference = clock_->Now() - infer_start;
-  }
-
-  for (size_t i = 0; i < live.size(); ++i) {
-    const std::shared_ptr<JobState>& js = live[i].job;
-    const int u = item_to_unique[i];
-    if (!unique_status[u].ok()) {
-      if (observer_ != nullptr && !js->finished.load()) {
-        observer_->OnJobDropped(unique_status[u].code());
-      }
-      FinishJob(js, unique_status[u]);
-      continue;
-    }
-    js->scores[live[i].row] = unique_scores[u];
-    if (js->remaining.fetch_sub(1) == 1) FinishJob(js, std::move(js->scores));
   }
   if (observer_ != nullptr && report.rows > 0) observer_->OnBatch(report);
 }

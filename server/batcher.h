@@ -15,6 +15,12 @@
 // plus a per-forward overhead. Jobs that were cancelled or whose deadline passed are dropped before
 // inference.
 //
+// Completion: a job is done as soon as the forward holding its last row has run, not when its
+// whole batch has. The rows of clients whose queue the batch empties (a light client's request,
+// typically) are planned as their own micro-batches and run first, so such a job completes after
+// its own forwards instead of waiting behind a backlogged client's rows in the same batch; this
+// costs at most one extra forward, and only when a batch holds both kinds of rows.
+//
 // Admission: the queue is bounded in rows overall (max_queue_pairs) and per client
 // (max_client_queue_pairs); Submit() fails at once with RESOURCE_EXHAUSTED carrying a retry hint
 // (kQueueRetryAfterPayload). Beyond its cap only that client is turned away. A job larger than
@@ -119,6 +125,8 @@ class Batcher final : public ScoringQueue, public QueueStats {
     std::shared_ptr<JobState> job;
     int row;
     int64_t tokens;  // the row's length: its cost in the fair share
+    // Its client has nothing left queued after this batch: its micro-batches run first.
+    bool drains_client = false;
   };
   // One client's queue and its place in the round robin. Exists only while it has rows queued,
   // so the map is bounded by max_queue_pairs whatever the number of client keys.

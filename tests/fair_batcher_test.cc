@@ -134,6 +134,87 @@ TEST_F(FairBatcherTest, ASparseClientsFirstTurnComesBeforeTheBackloggedClients) 
   h2.done.WaitForNotification();
 }
 
+// Job completion per forward: batch 2 below holds seven of a backlogged heavy client's 64-token
+// rows and a light client's one row of `light_len` tokens, planned as two micro-batches (one
+// would pad the heavy rows far past their length, or the light row is planned on its own).
+class FairCompletionTest : public FairBatcherTest {
+ protected:
+  // Batch 1: eight heavy rows (two turns of 256 tokens), the worker blocks in its forward.
+  // Batch 2: light's first turn (its whole job) and seven more heavy rows (max_batch_pairs 8).
+  // Returns when both jobs are done.
+  void Run(int light_len, Result* heavy, Result* light) {
+    Batcher::Options o;
+    o.max_batch_pairs = 8;
+    o.max_batch_tokens = 1 << 20;
+    o.fair_quantum_tokens = 256;  // four heavy rows per turn; light's row fits in one turn
+    batcher_ = Make(o);
+    control_.Gate();
+    ASSERT_TRUE(batcher_->Submit(Job("heavy", Rows(40, 64, 3000), heavy)).ok());
+    control_.WaitForCalls(1);
+    ASSERT_TRUE(batcher_->Submit(Job("light", Rows(1, light_len, 7000), light, "heavy")).ok());
+    control_.Release();
+    light->done.WaitForNotification();
+    heavy->done.WaitForNotification();
+    ASSERT_TRUE(light->value.ok()) << light->value.status();
+    ASSERT_TRUE(heavy->value.ok()) << heavy->value.status();
+    ASSERT_EQ(light->value->size(), 1u);
+    EXPECT_EQ(heavy->value->size(), 40u);
+    EXPECT_EQ(control_.rows_scored(), 41);
+    // Batch 2 really was split: its forwards are (1 x light_len) and (7 x 64), in some order.
+    const std::vector<FakeScorerControl::Call> calls = control_.calls();
+    ASSERT_GE(calls.size(), 3u);
+    std::vector<std::pair<int64_t, int64_t>> batch2 = {{calls[1].rows, calls[1].seq_len},
+                                                       {calls[2].rows, calls[2].seq_len}};
+    EXPECT_THAT(batch2,
+                ::testing::UnorderedElementsAre(std::make_pair(int64_t{1}, int64_t{light_len}),
+                                                std::make_pair(int64_t{7}, int64_t{64})));
+  }
+};
+
+TEST_F(FairCompletionTest, AJobIsDoneAfterTheForwardHoldingItsLastRowNotAfterItsWholeBatch) {
+  // Light's row is the shortest, so length order already puts its forward first; it must not
+  // wait for the heavy forward behind it (the old batcher completed jobs after the whole batch:
+  // 3 forwards started by then).
+  Result heavy, light;
+  Run(16, &heavy, &light);
+  EXPECT_EQ(light.score_calls_at_done, 2);
+  EXPECT_EQ(light.other_queued_at_done, 40 - 8 - 7);
+}
+
+TEST_F(FairCompletionTest, ADrainedClientsRowsRunBeforeTheBackloggedClientsInTheSameBatch) {
+  // Light's row is longer than heavy's: in length order its forward would run second. Its
+  // client has nothing else queued while heavy stays backlogged, so its forward goes first.
+  Result heavy, light;
+  Run(200, &heavy, &light);
+  EXPECT_EQ(light.score_calls_at_done, 2);
+  const std::vector<FakeScorerControl::Call> calls = control_.calls();
+  EXPECT_EQ(calls[1].rows, 1);
+  EXPECT_EQ(calls[1].seq_len, 200);
+}
+
+TEST_F(FairCompletionTest, AFailedForwardFailsOnlyTheJobsItHeldAndAtOnce) {
+  // Batch 2's first forward (light's) fails: light fails right then, and heavy's forward behind
+  // it still runs, so heavy's job succeeds.
+  control_.FailCall(2, absl::InternalError("forward failed"));
+  Result heavy, light;
+  Batcher::Options o;
+  o.max_batch_pairs = 8;
+  o.max_batch_tokens = 1 << 20;
+  o.fair_quantum_tokens = 256;
+  batcher_ = Make(o);
+  control_.Gate();
+  ASSERT_TRUE(batcher_->Submit(Job("heavy", Rows(40, 64, 3000), &heavy)).ok());
+  control_.WaitForCalls(1);
+  ASSERT_TRUE(batcher_->Submit(Job("light", Rows(1, 200, 7000), &light, "heavy")).ok());
+  control_.Release();
+  light.done.WaitForNotification();
+  heavy.done.WaitForNotification();
+  EXPECT_EQ(light.value.status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(light.score_calls_at_done, 2);
+  ASSERT_TRUE(heavy.value.ok()) << heavy.value.status();
+  EXPECT_EQ(heavy.value->size(), 40u);
+}
+
 TEST_F(FairBatcherTest, BackloggedClientsShareTheModelByWeight) {
   Batcher::Options o;
   o.max_batch_pairs = 8;

@@ -36,6 +36,12 @@ class FakeScorerControl {
     absl::MutexLock l(&mu_);
     fail_next_ = std::move(s);
   }
+  // Fails the `n`-th Score() call (1-based, counted as started(); warmup calls count too).
+  void FailCall(int n, absl::Status s) {
+    absl::MutexLock l(&mu_);
+    fail_call_ = n;
+    fail_call_status_ = std::move(s);
+  }
   // Blocks until `n` Score() calls have started in total (a gated call counts once it is
   // waiting; warmup calls count too: use started() + k).
   void WaitForCalls(int n) {
@@ -87,6 +93,8 @@ class FakeScorerControl {
   bool gated_ ABSL_GUARDED_BY(mu_) = false;
   int started_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status fail_next_ ABSL_GUARDED_BY(mu_);
+  int fail_call_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status fail_call_status_ ABSL_GUARDED_BY(mu_);
   std::vector<Call> calls_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -96,11 +104,12 @@ class FakeScorer final : public Scorer {
   absl::StatusOr<std::vector<float>> Score(const ScoreBatch& b) override {
     {
       absl::MutexLock l(&control_->mu_);
-      ++control_->started_;
+      const int call = ++control_->started_;
       control_->mu_.Await(absl::Condition(
           +[](FakeScorerControl* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->mu_) { return !c->gated_; },
           control_));
       control_->calls_.push_back({b.rows, b.seq_len});
+      if (call == control_->fail_call_) return control_->fail_call_status_;
       if (!control_->fail_next_.ok()) {
         absl::Status s = std::move(control_->fail_next_);
         control_->fail_next_ = absl::OkStatus();
