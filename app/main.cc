@@ -79,7 +79,10 @@ int main(int argc, char** argv) {
   struct sigaction action {};
   action.sa_handler = OnShutdownSignal;
   sigemptyset(&action.sa_mask);
-  action.sa_flags = SA_RESTART;
+  // No SA_RESTART: the waiter's read() must return EINTR. Under ThreadSanitizer the handler only
+  // runs when the interrupted thread leaves its intercepted call; a restarted read() never
+  // would, and SIGTERM would be lost (observed). The other threads block these signals.
+  action.sa_flags = 0;
   sigaction(SIGTERM, &action, nullptr);
   sigaction(SIGINT, &action, nullptr);
   sigset_t signals;

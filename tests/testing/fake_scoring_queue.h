@@ -164,7 +164,11 @@ class FakeScoringQueue final : public ScoringQueue {
       r.finished = true;
       job = r.job;
     }
-    job->done(std::move(result));
+    // Like the real queue, a finished job keeps no callback: `done` holds the request's state,
+    // which may hold the model that owns this queue (a cycle that would leak).
+    std::function<void(absl::StatusOr<std::vector<float>>)> done = std::move(job->done);
+    job->done = nullptr;
+    done(std::move(result));
   }
 
   mutable absl::Mutex mu_;
