@@ -45,13 +45,15 @@ WORKDIR /srv/rerankd
 # state-changing admin calls still need RERANKER_ADMIN_TOKEN. Relative paths resolve against
 # /srv/rerankd: models/demo-minilm-l6, data/flags.yaml, data/reranker_audit.jsonl.
 ENV RERANKER_GRPC_LISTEN=0.0.0.0:50051 \
+    RERANKER_API_HTTP_LISTEN=0.0.0.0:8080 \
     RERANKER_HTTP_LISTEN=0.0.0.0:8000 \
     RERANKER_ADMIN_GRPC_LISTEN=0.0.0.0:50052 \
     OPENBLAS_NUM_THREADS=1
 USER 10001:10001
 VOLUME ["/srv/rerankd/models", "/srv/rerankd/data"]
-# 50051 data-plane gRPC, 8000 admin HTTP (/health /ready /metrics /flags), 50052 admin gRPC.
-EXPOSE 50051 8000 50052
+# 50051 data-plane gRPC, 8080 data-plane HTTP (Cohere/Jina/TEI rerank), 8000 admin HTTP
+# (/health /ready /metrics /flags), 50052 admin gRPC.
+EXPOSE 50051 8080 8000 50052
 # /ready is 200 only once the model is loaded and warmed up, and 503 while draining; the start
 # period covers model loading.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \

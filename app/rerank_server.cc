@@ -81,6 +81,7 @@ RerankServer::~RerankServer() { Shutdown(); }
 void RerankServer::Shutdown() { impl_->Shutdown(); }
 void RerankServer::Wait() { impl_->stopped.WaitForNotification(); }
 int RerankServer::data_port() const { return impl_->data_port; }
+int RerankServer::http_port() const { return impl_->http_port; }
 int RerankServer::admin_http_port() const { return impl_->admin_http_port; }
 int RerankServer::admin_grpc_port() const { return impl_->admin_grpc_port; }
 
@@ -315,6 +316,7 @@ absl::Status RerankServer::Impl::StartDataPlane() {
   }
   grpc_server->GetHealthCheckService()->SetServingStatus(true);
   grpc_server->GetHealthCheckService()->SetServingStatus("rerank.v1.Reranker", true);
+  RETURN_IF_ERROR(StartHttpDataPlane());
   ready.store(true);
   const ModelIdentity model = models->CurrentModel();
   audit->Record("startup", {{"model_name", model.name},
@@ -324,6 +326,45 @@ absl::Status RerankServer::Impl::StartDataPlane() {
                             {"port", data_port},
                             {"stage", flags->Current()->stage}});
   spdlog::info("rerankd serving rerank.v1.Reranker on port {}", data_port);
+  return absl::OkStatus();
+}
+
+absl::Status RerankServer::Impl::StartHttpDataPlane() {
+  const ServerConfig& s = config.server;
+  if (s.http_listen.empty()) return absl::OkStatus();
+  HttpRerankService::Options so;
+  so.strict_model = s.http_strict_model;
+  for (std::string& alias : ParseModelAliases(s.http_model_aliases)) {
+    so.model_aliases.insert(std::move(alias));
+  }
+  ASSIGN_OR_RETURN(so.bearer_tokens, LoadBearerTokens(s.http_bearer_tokens_file));
+  const size_t tokens = so.bearer_tokens.size();  // logged as a count, never the tokens
+  so.request_timeout = absl::Milliseconds(s.http_request_timeout_ms);
+  so.max_request_id_bytes = config.rerank.max_id_bytes;
+  HttpRerankService::Deps sd;
+  sd.engine = engine.get();
+  sd.readiness = [this] { return GetReadiness(); };
+  ASSIGN_OR_RETURN(http_service, HttpRerankService::Create(std::move(so), std::move(sd)));
+  HttpRouter router(HttpRerankService::RenderServerError);
+  RETURN_IF_ERROR(http_service->Register(&router));
+  HttpServer::Options ho;
+  ho.listen = s.http_listen;
+  ho.listen_key = "server.http_listen";
+  ho.name = "http-api";
+  ho.io_threads = static_cast<int>(s.http_io_threads);
+  ho.max_connections = static_cast<int>(s.http_max_connections);
+  ho.max_body_bytes = s.http_max_body_bytes;
+  ho.request_timeout_ms = static_cast<int>(s.http_request_timeout_ms);
+  ho.stop_timeout_ms = static_cast<int>(s.drain_timeout_ms);
+  ho.render_error = HttpRerankService::RenderServerError;
+  ASSIGN_OR_RETURN(http_server, HttpServer::Start(std::move(ho), router.AsHandler()));
+  http_port = http_server->port();
+  spdlog::info(
+      "rerankd serving the HTTP rerank API (POST /v2/rerank, /v1/rerank, /rerank) on port {} "
+      "({})",
+      http_port,
+      tokens == 0 ? std::string("no authentication")
+                  : absl::StrCat(tokens, " bearer tokens from server.http_bearer_tokens_file"));
   return absl::OkStatus();
 }
 
@@ -352,6 +393,9 @@ void RerankServer::Impl::Shutdown() {
   // 3. Stop accepting (GOAWAY) and let in-flight requests finish, the model's workers running,
   //    up to server.drain_timeout_ms; what is left then is cancelled.
   bool drained = true;
+  // The HTTP routes answer 503 "draining" from step 1 on; requests already queued finish here
+  // (up to server.drain_timeout_ms), before the model's workers stop.
+  if (http_server != nullptr) http_server->Stop();
   if (grpc_server != nullptr) {
     const auto deadline = std::chrono::system_clock::now() +
                           std::chrono::milliseconds(config.server.drain_timeout_ms);

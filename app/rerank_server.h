@@ -57,6 +57,7 @@ class RerankServer {
 
   // Bound ports (listen port 0 picks one); 0 when that listener is disabled.
   int data_port() const;
+  int http_port() const;  // the HTTP data plane (server.http_listen)
   int admin_http_port() const;
   int admin_grpc_port() const;
 

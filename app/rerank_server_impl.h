@@ -21,8 +21,10 @@
 #include "app/rerank_server.h"
 #include "common/audit_log.h"
 #include "common/flag_store.h"
+#include "common/http/http_server.h"
 #include "common/rate_limiter.h"
 #include "common/score_cache.h"
+#include "server/http_rerank_service.h"
 #include "server/rerank_engine.h"
 #include "server/rerank_service.h"
 
@@ -38,6 +40,7 @@ struct RerankServer::Impl {
   // Build steps, in order; each fills the members below it.
   absl::Status Build();
   absl::Status InitAudit();
+  absl::Status StartHttpDataPlane();  // part of StartDataPlane
   absl::Status InitFlags();
   absl::Status InitCacheAndRateLimiter();
   absl::Status InitObservability();
@@ -72,6 +75,10 @@ struct RerankServer::Impl {
   std::unique_ptr<RerankService> service;
   std::unique_ptr<grpc::Server> grpc_server;
   int data_port = 0;
+  // The HTTP data plane (server.http_listen); null when disabled.
+  std::unique_ptr<HttpRerankService> http_service;
+  std::unique_ptr<HttpServer> http_server;
+  int http_port = 0;
   std::atomic<bool> ready{false};
   std::atomic<bool> shut_down{false};
   absl::Notification stopped;

@@ -47,6 +47,14 @@ std::map<std::string, FieldPtr> FieldTable(Config* c) {
       {"server.keepalive_timeout_ms", &c->server.keepalive_timeout_ms},
       {"server.max_connection_age_ms", &c->server.max_connection_age_ms},
       {"server.max_connection_age_grace_ms", &c->server.max_connection_age_grace_ms},
+      {"server.http_listen", &c->server.http_listen},
+      {"server.http_strict_model", &c->server.http_strict_model},
+      {"server.http_model_aliases", &c->server.http_model_aliases},
+      {"server.http_bearer_tokens_file", &c->server.http_bearer_tokens_file},
+      {"server.http_max_body_bytes", &c->server.http_max_body_bytes},
+      {"server.http_io_threads", &c->server.http_io_threads},
+      {"server.http_max_connections", &c->server.http_max_connections},
+      {"server.http_request_timeout_ms", &c->server.http_request_timeout_ms},
       {"model.dir", &c->model.dir},
       {"model.precision", &c->model.precision},
       {"model.max_length", &c->model.max_length},
@@ -202,6 +210,7 @@ const std::vector<std::pair<const char*, const char*>>& EnvTable() {
       {"RERANKER_MAX_LENGTH", "model.max_length"},
       {"RERANKER_SCORE_ACTIVATION", "model.score_activation"},
       {"RERANKER_GRPC_LISTEN", "server.listen"},
+      {"RERANKER_API_HTTP_LISTEN", "server.http_listen"},
       {"RERANKER_HTTP_LISTEN", "admin.http_listen"},
       {"RERANKER_ADMIN_GRPC_LISTEN", "admin.grpc_listen"},
       {"RERANKER_ADMIN_TOKEN", "admin.token"},
@@ -293,6 +302,62 @@ absl::Status ApplyEnvOverrides(const EnvLookup& env, Config* config) {
   return absl::OkStatus();
 }
 
+std::vector<std::string> ParseModelAliases(const std::string& text) {
+  std::vector<std::string> out;
+  for (absl::string_view item : absl::StrSplit(text, ',')) {
+    item = absl::StripAsciiWhitespace(item);
+    if (!item.empty()) out.emplace_back(item);
+  }
+  return out;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> ParseBearerTokens(const std::string& text) {
+  constexpr char kKey[] = "server.http_bearer_tokens_file";
+  constexpr size_t kMinTokenBytes = 16, kMaxClientBytes = 128;
+  std::map<std::string, std::string> out;
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_no;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<absl::string_view> parts =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
+    if (parts.size() != 2) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(kKey, ": line ", line_no, ": expected \"<token> <client_id>\""));
+    }
+    if (parts[0].size() < kMinTokenBytes) {
+      return absl::InvalidArgumentError(absl::StrCat(kKey, ": line ", line_no,
+                                                     ": token must be at least ", kMinTokenBytes,
+                                                     " bytes, got ", parts[0].size()));
+    }
+    const bool printable =
+        std::all_of(parts[1].begin(), parts[1].end(), [](char c) { return c > 0x20 && c <= 0x7e; });
+    if (parts[1].size() > kMaxClientBytes || !printable) {
+      return absl::InvalidArgumentError(absl::StrCat(kKey, ": line ", line_no,
+                                                     ": client id must be 1..", kMaxClientBytes,
+                                                     " bytes of printable ASCII"));
+    }
+    if (!out.emplace(std::string(parts[0]), std::string(parts[1])).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(kKey, ": line ", line_no, ": token listed twice"));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::map<std::string, std::string>> LoadBearerTokens(const std::string& path) {
+  if (path.empty()) return std::map<std::string, std::string>{};
+  std::ifstream in(path);
+  if (!in) {
+    return absl::UnavailableError(
+        absl::StrCat("server.http_bearer_tokens_file: cannot read '", path, "'"));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return ParseBearerTokens(text.str());
+}
+
 std::string AdminTokenFile(const Config& config) {
   if (!config.admin.token_file.empty()) return config.admin.token_file;
   const std::filesystem::path dir = std::filesystem::path(config.flags.path).parent_path();
@@ -368,6 +433,15 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
       AtLeast("admin.stats_window_seconds", c.admin.stats_window_seconds, 1),
   };
   for (const auto& s : checks) RETURN_IF_ERROR(s);
+  RETURN_IF_ERROR(
+      Within("server.http_max_body_bytes", c.server.http_max_body_bytes, 1024, kMaxMessageBytes));
+  RETURN_IF_ERROR(Within("server.http_io_threads", c.server.http_io_threads, 1, 64));
+  RETURN_IF_ERROR(Within("server.http_max_connections", c.server.http_max_connections, 1, 1000000));
+  RETURN_IF_ERROR(AtLeast("server.http_request_timeout_ms", c.server.http_request_timeout_ms, 1));
+  if (c.server.http_strict_model && c.server.http_listen.empty()) {
+    return absl::InvalidArgumentError(
+        "server.http_strict_model: needs the HTTP data plane (server.http_listen is empty)");
+  }
   if (c.server.listen.empty())
     return absl::InvalidArgumentError("server.listen: must not be empty");
   if (c.model.dir.empty()) return absl::InvalidArgumentError("model.dir: must not be empty");

@@ -44,6 +44,21 @@ struct ServerConfig {
   // replicas behind a Kubernetes Service; in-flight RPCs get the grace period. 0: never.
   uint32_t max_connection_age_ms = 300000;
   uint32_t max_connection_age_grace_ms = 30000;
+  // The HTTP data plane (server/http_rerank_service.h: Cohere, Jina and TEI rerank routes) on the
+  // same engine. "" turns it off.
+  std::string http_listen = "0.0.0.0:8080";
+  // false: any `model` name is served by the loaded model. true: only its name and the aliases
+  // below; other names get 404.
+  bool http_strict_model = false;
+  std::string http_model_aliases;  // comma-separated names accepted with http_strict_model
+  // A file of "<token> <client_id>" lines ('#' comments): when set, every HTTP rerank call needs
+  // `Authorization: Bearer <token>` and is identified as that client. "" = no authentication.
+  // A file, not a key, so tokens never appear in config dumps or logs.
+  std::string http_bearer_tokens_file;
+  uint32_t http_max_body_bytes = 16u << 20;  // larger bodies get 413; 1 KiB..1 GiB
+  uint32_t http_io_threads = 2;              // threads parsing requests; 1..64
+  uint32_t http_max_connections = 1024;      // open connections; beyond it 503
+  uint32_t http_request_timeout_ms = 30000;  // from a request's first byte to its answer; 408
 };
 
 // Upper bound for server.max_message_bytes (gRPC takes an int; beyond it the value would wrap).
@@ -210,6 +225,16 @@ std::string AdminTokenFile(const Config& config);
 // INVALID_ARGUMENT naming execution.client_weights for a malformed item, an empty client, a
 // weight outside 1..1000 or a client listed twice.
 absl::StatusOr<std::map<std::string, uint32_t>> ParseClientWeights(const std::string& text);
+// Parses server.http_model_aliases ("a, b"; empty items ignored).
+std::vector<std::string> ParseModelAliases(const std::string& text);
+// Parses the content of server.http_bearer_tokens_file: token -> client id, one "<token>
+// <client_id>" per line, blank lines and '#' comments ignored. INVALID_ARGUMENT naming the key and
+// the line (never the token) for a malformed line, a token under 16 bytes, a client id that is not
+// 1..128 bytes of printable ASCII, or a token listed twice.
+absl::StatusOr<std::map<std::string, std::string>> ParseBearerTokens(const std::string& text);
+// Reads and parses server.http_bearer_tokens_file ("" = no tokens: an empty map). UNAVAILABLE
+// naming the key when it cannot be read.
+absl::StatusOr<std::map<std::string, std::string>> LoadBearerTokens(const std::string& path);
 // Checks ranges and enums; `cores` is the machine's core count for the threads check (0: skip).
 absl::Status ValidateConfig(const Config& config, unsigned cores);
 

@@ -132,6 +132,15 @@ absl::Status SetValue(const json& v, Message* m, const FieldDescriptor* f, const
       return absl::OkStatus();
     }
     case FieldDescriptor::CPPTYPE_MESSAGE: {
+      if (f->message_type()->full_name() == "google.protobuf.Value") {
+        // Any JSON value, kept as is (e.g. a document that is a string or an object); the
+        // reader checks its shape.
+        Message* child = rep ? r->AddMessage(m, f) : r->MutableMessage(m, f);
+        if (!google::protobuf::util::JsonStringToMessage(DumpJson(v), child).ok()) {
+          return TypeError(path, "a JSON value", v);
+        }
+        return absl::OkStatus();
+      }
       if (!v.is_object()) return TypeError(path, "an object", v);
       Message* child = rep ? r->AddMessage(m, f) : r->MutableMessage(m, f);
       return FillMessage(v, child, path, options);

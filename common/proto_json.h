@@ -27,6 +27,7 @@ struct JsonParseOptions {
 // "top_n: must be a non-negative integer, got -1". No coercion (protobuf's own parser accepts
 // "yes" for a bool); 64-bit integers may be strings, as the proto JSON mapping renders them.
 // A JSON null leaves the field unset. Keys are proto field names or their lowerCamelCase form.
+// A google.protobuf.Value field takes any JSON value as it is.
 absl::Status JsonToMessage(absl::string_view json, google::protobuf::Message* message,
                            absl::string_view what, JsonParseOptions options = {});
 

@@ -21,6 +21,7 @@ struct Batcher::JobState {
   std::vector<float> scores;
   std::atomic<int> remaining{0};
   std::atomic<bool> finished{false};
+  std::atomic<bool> started{false};  // a batch holding its rows began (queue_wait is set)
   absl::Time enqueued;
 };
 
@@ -340,6 +341,9 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
       FinishJob(item.job, drop);
       continue;
     }
+    // Written before this worker's fetch_sub on `remaining`, so whichever thread finishes the
+    // job sees it.
+    if (!js.started.exchange(true)) js.job->queue_wait = start - js.enqueued;
     live.push_back(std::move(item));
   }
 

@@ -65,6 +65,7 @@ struct RerankEngine::SubPlan {
   int cache_lookups = 0;
   int cache_hits = 0;
   int rows = 0;
+  uint64_t tokens = 0;                 // sum of the rows' lengths
   const ActiveModel* model = nullptr;  // the run's (RunState::model keeps it alive)
 };
 
@@ -83,6 +84,10 @@ struct RerankEngine::RunState {
   // sub-request when cross-request batching is off. `scores` collects every row's score.
   std::vector<std::pair<size_t, size_t>> segments;
   std::vector<float> scores;
+  // Timings (v1::RerankTimings): planning on the calling thread, then per submitted segment.
+  absl::Duration tokenization;
+  absl::Duration queue;
+  absl::Duration inference;
   std::vector<v1::RerankResponse> responses;
   RerankDone rerank_done;
   BatchDone batch_done;
@@ -172,6 +177,10 @@ absl::Status RerankEngine::CheckId(std::string_view id, const std::string& field
 absl::StatusOr<std::string> RerankEngine::ResolveClientKey(const std::string& client_id,
                                                            const CallInfo& call) const {
   RETURN_IF_ERROR(CheckId(call.metadata_client_id, "x-client-id (metadata)"));
+  if (!call.authenticated_client_id.empty()) {
+    RETURN_IF_ERROR(CheckId(call.authenticated_client_id, "authenticated client id"));
+    return call.authenticated_client_id;
+  }
   if (options_.identity == Options::Identity::kClientId) {
     if (!client_id.empty()) return client_id;
     if (!call.metadata_client_id.empty()) return call.metadata_client_id;
@@ -303,6 +312,9 @@ absl::Status RerankEngine::ValidateRequest(const v1::RerankRequest& req,
   if (!v1::LongDocumentMode_IsValid(req.long_document_mode())) {
     return bad("long_document_mode", absl::StrCat("unknown value ", req.long_document_mode()));
   }
+  if (!v1::TruncationDirection_IsValid(req.truncation_direction())) {
+    return bad("truncation_direction", absl::StrCat("unknown value ", req.truncation_direction()));
+  }
   return absl::OkStatus();
 }
 
@@ -345,6 +357,13 @@ void RerankEngine::ResolveScoring(const v1::RerankRequest& req, const std::strin
   plan->cache_namespace = plan->chunk ? absl::StrCat(ns, "|chunk", options_.max_chunks_per_doc, "o",
                                                      options_.chunk_overlap_tokens)
                                       : absl::StrCat(ns, "|trunc");
+  // Per-document cuts and the truncation side change the scored text, hence the score.
+  if (req.max_tokens_per_doc() > 0) {
+    absl::StrAppend(&plan->cache_namespace, "|m", req.max_tokens_per_doc());
+  }
+  if (req.truncation_direction() == v1::TRUNCATION_DIRECTION_LEFT) {
+    absl::StrAppend(&plan->cache_namespace, "|left");
+  }
   const std::string& rollout_key =
       options_.cache_rollout_key == Options::RolloutKey::kQuery ? req.query() : rollout_client;
   plan->use_cache = deps_.cache != nullptr && flags.cache_enabled &&
@@ -372,6 +391,8 @@ absl::Status RerankEngine::EncodeDocuments(const v1::RerankRequest& req, const s
                                            std::vector<Encoding>* rows, SubPlan* plan) const {
   const WordPieceTokenizer& tokenizer = *plan->model->serving->tokenizer;
   const int max_length = static_cast<int>(plan->model->max_length);
+  const bool left = req.truncation_direction() == v1::TRUNCATION_DIRECTION_LEFT;
+  const size_t max_doc_tokens = req.max_tokens_per_doc();
   for (SubPlan::Doc& doc : plan->docs) {
     if (doc.cached) continue;
     absl::StatusOr<std::vector<int32_t>> doc_ids =
@@ -379,6 +400,23 @@ absl::Status RerankEngine::EncodeDocuments(const v1::RerankRequest& req, const s
     if (!doc_ids.ok()) {
       return FieldError(prefix, absl::StrCat("documents[", doc.index, "].text"),
                         doc_ids.status().message());
+    }
+    // max_tokens_per_doc cuts the document alone, before pairing (as Cohere does).
+    if (max_doc_tokens > 0 && doc_ids->size() > max_doc_tokens) {
+      if (left) {
+        doc_ids->erase(doc_ids->begin(),
+                       doc_ids->end() - static_cast<std::ptrdiff_t>(max_doc_tokens));
+      } else {
+        doc_ids->resize(max_doc_tokens);
+      }
+    }
+    if (req.reject_truncation() &&
+        query_ids.size() + doc_ids->size() + 3 > static_cast<size_t>(max_length)) {
+      return FieldError(
+          prefix, absl::StrCat("documents[", doc.index, "].text"),
+          absl::StrCat("the query and this document are ", query_ids.size() + doc_ids->size() + 3,
+                       " tokens, more than the model's max_length of ", max_length,
+                       ", and truncation is off"));
     }
     doc.first_row = static_cast<int>(rows->size());
     if (plan->chunk) {
@@ -388,8 +426,11 @@ absl::Status RerankEngine::EncodeDocuments(const v1::RerankRequest& req, const s
       doc.num_rows = static_cast<int>(chunks.size());
       for (Encoding& e : chunks) rows->push_back(std::move(e));
     } else {
-      rows->push_back(tokenizer.EncodePair(query_ids, *doc_ids, max_length));
+      rows->push_back(tokenizer.EncodePair(query_ids, *doc_ids, max_length, left));
       doc.num_rows = 1;
+    }
+    for (int k = 0; k < doc.num_rows; ++k) {
+      plan->tokens += (*rows)[rows->size() - 1 - k].input_ids.size();
     }
     plan->rows += doc.num_rows;
   }
@@ -437,7 +478,7 @@ v1::RerankResponse RerankEngine::Assemble(const SubPlan& plan,
 
 void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call, RerankDone done) {
   auto state = std::make_shared<RunState>();
-  state->rpc = "Rerank";
+  state->rpc = call.rpc_label.empty() ? "Rerank" : call.rpc_label;
   state->call = call;
   state->client_key = call.peer_ip;
   state->start = deps_.clock->Now();
@@ -468,6 +509,7 @@ void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call
       !s.ok()) {
     return Complete(*state, s);
   }
+  state->tokenization = deps_.clock->Now() - state->start;
   if (absl::Status s = CheckPairLimit(*state, "documents"); !s.ok()) return Complete(*state, s);
   state->segments.push_back({0, state->rows.size()});
   Run(std::move(state));
@@ -476,7 +518,7 @@ void RerankEngine::Rerank(const v1::RerankRequest& request, const CallInfo& call
 void RerankEngine::RerankBatch(const v1::RerankBatchRequest& request, const CallInfo& call,
                                BatchDone done) {
   auto state = std::make_shared<RunState>();
-  state->rpc = "RerankBatch";
+  state->rpc = call.rpc_label.empty() ? "RerankBatch" : call.rpc_label;
   state->call = call;
   state->client_key = call.peer_ip;
   state->start = deps_.clock->Now();
@@ -541,6 +583,7 @@ void RerankEngine::RerankBatch(const v1::RerankBatchRequest& request, const Call
       state->segments.push_back({first_row, state->rows.size()});
     }
   }
+  state->tokenization = deps_.clock->Now() - state->start;
   if (absl::Status s = CheckPairLimit(*state, "requests"); !s.ok()) return Complete(*state, s);
   if (state->flags->batch_enabled) state->segments.push_back({0, state->rows.size()});
   Run(std::move(state));
@@ -560,7 +603,15 @@ void RerankEngine::SubmitSegment(std::shared_ptr<RunState> state, size_t segment
                    std::make_move_iterator(state->rows.begin() + end));
   job->deadline = state->call.deadline;
   job->is_cancelled = state->call.is_cancelled;
-  job->done = [this, state, segment, begin = begin](absl::StatusOr<std::vector<float>> scores) {
+  const absl::Time submitted_at = deps_.clock->Now();
+  // The queue keeps the job alive while it calls `done` (a shared_ptr here would be a cycle).
+  ScoringJob* raw_job = job.get();
+  job->done = [this, state, segment, begin = begin, submitted_at,
+               raw_job](absl::StatusOr<std::vector<float>> scores) {
+    const absl::Duration total = deps_.clock->Now() - submitted_at;
+    const absl::Duration queued = std::min(raw_job->queue_wait, total);
+    state->queue += queued;
+    state->inference += total - queued;
     if (!scores.ok()) return Complete(*state, scores.status());
     std::copy(scores->begin(), scores->end(), state->scores.begin() + begin);
     if (segment + 1 < state->segments.size()) return SubmitSegment(state, segment + 1);
@@ -582,6 +633,11 @@ void RerankEngine::Finish(RunState& state) {
       }
     }
     state.responses.push_back(Assemble(p, state.scores));
+    v1::RerankTimings* t = state.responses.back().mutable_timings();
+    t->set_tokenization_ms(absl::ToDoubleMilliseconds(state.tokenization));
+    t->set_queue_ms(absl::ToDoubleMilliseconds(state.queue));
+    t->set_inference_ms(absl::ToDoubleMilliseconds(state.inference));
+    t->set_tokens(p.tokens);
   }
   Complete(state, absl::OkStatus());
 }

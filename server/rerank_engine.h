@@ -49,6 +49,12 @@ struct CallInfo {
   std::string peer_ip;
   absl::Time deadline = absl::InfiniteFuture();
   std::function<bool()> is_cancelled;  // optional
+  // A client id the transport authenticated (an HTTP bearer token's): the client key whatever
+  // Options::identity says and whatever the request carries. "" when none.
+  std::string authenticated_client_id;
+  // What metrics and the audit log call the call ("rpc" label): "" means the RPC's own name
+  // ("Rerank", "RerankBatch"); the HTTP routes pass their path ("/v2/rerank").
+  std::string rpc_label;
 };
 
 // One loaded model as the engine uses it; immutable once built. Shared by every request that

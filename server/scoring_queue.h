@@ -28,6 +28,9 @@ struct ScoringJob {
   std::function<bool()> is_cancelled;            // optional; dropped (CANCELLED) if true first
   // Exactly once: one score per row, in row order, or the error that stopped the job.
   std::function<void(absl::StatusOr<std::vector<float>>)> done;
+  // Set by the queue before it calls `done` (zero if it does not measure it): how long the job
+  // waited from Submit until the first batch holding its rows started.
+  absl::Duration queue_wait;
 };
 
 // Thread-safe.

@@ -19,3 +19,16 @@ target_link_libraries(rerank_engine PUBLIC rerank_proto rerank_observers rerank_
                       rerank_model_info rerank_feature_flags rerank_rate_limiter rerank_score_cache
                       rerank_rollout rerank_grpc_status nlohmann_json::nlohmann_json absl::status
                       absl::statusor absl::strings absl::synchronization absl::time gRPC::grpc++)
+
+# The HTTP data plane (Cohere v2, Cohere v1 / Jina, TEI routes) over the same engine. Its OpenAPI
+# document is checked in as JSON and embedded at configure time.
+set(_openapi_json ${CMAKE_CURRENT_LIST_DIR}/http_openapi.json)
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_openapi_json})
+file(READ ${_openapi_json} RERANK_OPENAPI_JSON)
+configure_file(${CMAKE_CURRENT_LIST_DIR}/http_openapi.cc.in
+               ${CMAKE_CURRENT_BINARY_DIR}/http_openapi.cc @ONLY)
+add_library(rerank_http_service STATIC ${CMAKE_CURRENT_LIST_DIR}/http_rerank_service.cc
+                                       ${CMAKE_CURRENT_BINARY_DIR}/http_openapi.cc)
+target_include_directories(rerank_http_service PUBLIC ${CMAKE_SOURCE_DIR})
+target_link_libraries(rerank_http_service PUBLIC rerank_engine rerank_http rerank_observers
+                      PRIVATE rerank_proto_json rerank_status_macros absl::strings absl::time)

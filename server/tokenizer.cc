@@ -437,7 +437,8 @@ absl::StatusOr<std::vector<std::string>> WordPieceTokenizer::PreTokenize(
 }
 
 Encoding WordPieceTokenizer::EncodePair(const std::vector<int32_t>& query,
-                                        const std::vector<int32_t>& doc, int max_length) const {
+                                        const std::vector<int32_t>& doc, int max_length,
+                                        bool truncate_left) const {
   const size_t budget = max_length > 3 ? static_cast<size_t>(max_length) - 3 : 0;
   size_t n_query = query.size();
   size_t n_doc = doc.size();
@@ -457,9 +458,12 @@ Encoding WordPieceTokenizer::EncodePair(const std::vector<int32_t>& query,
   const size_t total = n_query + n_doc + 3;
   enc.input_ids.reserve(total);
   enc.input_ids.push_back(cls_id_);
-  enc.input_ids.insert(enc.input_ids.end(), query.begin(), query.begin() + n_query);
+  // Left truncation keeps each side's last tokens (HF truncation_direction="left").
+  const auto query_begin = truncate_left ? query.end() - n_query : query.begin();
+  const auto doc_begin = truncate_left ? doc.end() - n_doc : doc.begin();
+  enc.input_ids.insert(enc.input_ids.end(), query_begin, query_begin + n_query);
   enc.input_ids.push_back(sep_id_);
-  enc.input_ids.insert(enc.input_ids.end(), doc.begin(), doc.begin() + n_doc);
+  enc.input_ids.insert(enc.input_ids.end(), doc_begin, doc_begin + n_doc);
   enc.input_ids.push_back(sep_id_);
   enc.token_type_ids.assign(total, 1);
   std::fill_n(enc.token_type_ids.begin(), n_query + 2, 0);

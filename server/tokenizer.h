@@ -75,10 +75,11 @@ class WordPieceTokenizer {  // immutable after Create(); thread-safe
   // [CLS] query [SEP] doc [SEP] (token types 0 for "[CLS] query [SEP]", 1 for "doc [SEP]"), with
   // HF longest_first truncation of the two sides to a budget of max_length - 3: with n1 <= n2 the
   // two lengths, n2 = max(n1, budget - n1) (n1 if n1 > budget); if n1 + n2 > budget then
-  // n1 = budget / 2 and n2 = n1 + budget % 2; each side keeps its first tokens. max_length < 3
-  // behaves as 3 (the special tokens are never dropped); callers validate their own limits.
+  // n1 = budget / 2 and n2 = n1 + budget % 2; each side keeps its first tokens (its last ones
+  // with `truncate_left`). max_length < 3 behaves as 3 (the special tokens are never dropped);
+  // callers validate their own limits.
   Encoding EncodePair(const std::vector<int32_t>& query, const std::vector<int32_t>& doc,
-                      int max_length) const;
+                      int max_length, bool truncate_left = false) const;
 
   // Long-document mode: split `doc` into overlapping windows that each fit beside the query. The
   // query is first cut to at most (max_length - 3) / 2 tokens; each window holds

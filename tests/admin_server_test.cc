@@ -76,6 +76,7 @@ class AdminServerTest : public ::testing::Test {
   Config MakeConfig() const {
     Config c;
     c.server.listen = "127.0.0.1:0";
+    c.server.http_listen = "";
     c.model.dir = model_dir_.string();
     c.model.precision = "fp32";
     c.model.warmup = true;

@@ -158,7 +158,7 @@ class MonitoringLiveTest(unittest.TestCase):
         config = os.path.join(cls.tmp, "rerankd.yaml")
         with open(config, "w") as f:
             yaml.safe_dump({
-                "server": {"listen": "127.0.0.1:%d" % cls.grpc_port, "drain_timeout_ms": 1000},
+                "server": {"listen": "127.0.0.1:%d" % cls.grpc_port, "http_listen": "", "drain_timeout_ms": 1000},
                 "model": {"dir": model_dir, "precision": "fp32"},
                 # A small queue: a request of more pairs than this is refused at once
                 # (RESOURCE_EXHAUSTED, queue full), a failure of the service the error ratio

@@ -138,16 +138,17 @@ class ChartChecks:
     def test_named_ports_and_the_services_that_use_them(self):
         c = self.container()
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-        self.assertEqual(set(ports), {"grpc", "http", "admin"})
+        self.assertEqual(set(ports), {"grpc", "api", "http", "admin"})
         config = self.config()
         self.assertEqual(config["server"]["listen"], "0.0.0.0:%d" % ports["grpc"])
+        self.assertEqual(config["server"]["http_listen"], "0.0.0.0:%d" % ports["api"])
         self.assertEqual(config["admin"]["http_listen"], "0.0.0.0:%d" % ports["http"])
         self.assertEqual(config["admin"]["grpc_listen"], "0.0.0.0:%d" % ports["admin"])
         main = [s for s in by_kind(self.docs, "Service") if s["spec"].get("clusterIP") != "None"]
         headless = [s for s in by_kind(self.docs, "Service") if s["spec"].get("clusterIP") == "None"]
         self.assertEqual((len(main), len(headless)), (1, 1))
         self.assertEqual({p["name"]: p["targetPort"] for p in main[0]["spec"]["ports"]},
-                         {"grpc": "grpc", "http": "http", "admin": "admin"})
+                         {"grpc": "grpc", "api": "api", "http": "http", "admin": "admin"})
         self.assertEqual([p["targetPort"] for p in headless[0]["spec"]["ports"]], ["grpc"])
         self.assertFalse(headless[0]["spec"]["publishNotReadyAddresses"])
 

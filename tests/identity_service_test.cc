@@ -48,6 +48,7 @@ class IdentityServiceTest : public ::testing::Test {
     config_.model.dir = TinyModelDir();
     config_.model.warmup = false;
     config_.server.listen = "127.0.0.1:0";
+    config_.server.http_listen = "";
     config_.admin.http_listen = "";
     config_.admin.grpc_listen = "";
     config_.audit.path = (dir_ / "audit.jsonl").string();

@@ -58,7 +58,7 @@ class PythonClientTest(unittest.TestCase):
         cls.port = free_port()
         env = dict(os.environ,
                    RERANKER_MODEL_DIR=MODEL, RERANKER_PRECISION="fp32",
-                   RERANKER_GRPC_LISTEN=f"127.0.0.1:{cls.port}",
+                   RERANKER_GRPC_LISTEN=f"127.0.0.1:{cls.port}", RERANKER_API_HTTP_LISTEN="",
                    RERANKER_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
                    RERANKER_ADMIN_GRPC_LISTEN=f"127.0.0.1:{free_port()}",
                    RERANKER_FLAGS_FILE=os.path.join(cls.tmp.name, "flags.yaml"),

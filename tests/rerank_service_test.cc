@@ -39,6 +39,7 @@ class RerankServiceTest : public ::testing::Test {
     dir_ = testing::FreshTestDir("rerank_service_test");
     config_.model.dir = TinyModelDir();
     config_.server.listen = "127.0.0.1:0";
+    config_.server.http_listen = "";
     config_.admin.http_listen = "";  // admin plane not under test here
     config_.admin.grpc_listen = "";
     config_.audit.path = (dir_ / "audit.jsonl").string();

@@ -66,7 +66,7 @@ class RerankdProcess:
         cls.config = os.path.join(cls.tmp, "rerankd.yaml")
         with open(cls.config, "w") as f:
             f.write("\n".join([
-                "server:", "  listen: 127.0.0.1:%d" % cls.grpc_port, "  drain_timeout_ms: 2000",
+                "server:", "  listen: 127.0.0.1:%d" % cls.grpc_port, '  http_listen: ""', "  drain_timeout_ms: 2000",
                 "model:", "  dir: %s" % model_dir, "  precision: fp32",
                 "execution:", "  workers: 1", "  intra_op_threads: 1",
                 "audit:", "  path: %s" % cls.audit_path,

@@ -75,6 +75,7 @@ class Instance:
             f.write("\n".join([
                 "server:",
                 "  listen: 127.0.0.1:%d" % grpc_port,
+                '  http_listen: ""',
                 "  drain_grace_ms: %d" % grace_ms,
                 "  drain_timeout_ms: %d" % drain_ms,
                 "model:",

@@ -120,6 +120,7 @@ class ZeroDowntimeTest : public ::testing::Test {
     c.execution.workers = 1;
     c.execution.intra_op_threads = 1;
     c.server.listen = "127.0.0.1:0";
+    c.server.http_listen = "";
     c.admin.http_listen = "127.0.0.1:0";
     c.admin.grpc_listen = "127.0.0.1:0";
     c.admin.token = kToken;

@@ -52,6 +52,7 @@ execution, drain window) over the user's `config`.
 {{- $chart := dict
   "server" (dict
     "listen" (printf "0.0.0.0:%d" (int $v.ports.grpc))
+    "http_listen" (printf "0.0.0.0:%d" (int $v.ports.api))
     "drain_grace_ms" (int $v.shutdown.drainGraceMs)
     "drain_timeout_ms" (int $v.shutdown.drainTimeoutMs)
     "max_connection_age_ms" (int $v.connections.maxConnectionAgeMs)
