@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/http/http_status.h"
 #include "common/proto_json.h"
@@ -72,11 +73,23 @@ void AddRetryAfter(const absl::Status& status, HttpResponse* r) {
   r->headers.emplace_back("Retry-After", absl::StrCat(std::max<int64_t>(1, (ms + 999) / 1000)));
 }
 
+// The engine names a TEI text "documents[i].text"; TEI's clients know it as "texts[i]".
+std::string TeiFieldNames(absl::string_view message) {
+  if (!absl::StartsWith(message, "documents[")) return std::string(message);
+  const size_t close = message.find(']');
+  if (close == absl::string_view::npos) return std::string(message);
+  absl::string_view rest = message.substr(close + 1);
+  absl::ConsumePrefix(&rest, ".text");
+  return absl::StrCat("texts", message.substr(9, close - 9 + 1), rest);
+}
+
 HttpResponse StatusResponse(Dialect dialect, const absl::Status& status) {
   int code = HttpStatusFromStatus(status);
   // TEI answers a well-formed request with invalid values 422 (axum's and TEI's validation).
   if (dialect == Dialect::kTei && code == 400) code = 422;
-  HttpResponse r = ErrorResponse(dialect, code, status.message());
+  HttpResponse r = ErrorResponse(
+      dialect, code,
+      dialect == Dialect::kTei ? TeiFieldNames(status.message()) : std::string(status.message()));
   if (code == 429) AddRetryAfter(status, &r);
   return r;
 }
