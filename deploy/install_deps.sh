@@ -10,6 +10,10 @@ PKGS=(
   libabsl-dev libicu-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
   python3-torch python3-grpcio python3-grpc-tools python3-yaml python3-numpy
+  nodejs
 )
+# npm for the real-client HTTP tests (tests/npm_clients). Debian ships it as its own package;
+# NodeSource's nodejs bundles it (and conflicts with Debian's npm), so only when it is missing.
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 source "$(dirname "$0")/apt_install_lib.sh"
 apt_install_missing install_deps "${PKGS[@]}"

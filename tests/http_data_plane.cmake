@@ -7,3 +7,9 @@ rerank_add_test(http_data_plane_test
 add_dependencies(http_data_plane_test test_models)
 rerank_add_test(http_config_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/http_config_test.cc
                 LIBS rerank_config)
+# Needs node + npm (deploy/install_deps.sh) and, on its first run, the npm registry; the packages
+# are installed into ${CMAKE_BINARY_DIR}/npm-clients once per lock file.
+add_test(NAME npm_clients_test
+         COMMAND ${RERANK_PYTHON} ${CMAKE_CURRENT_LIST_DIR}/npm_clients_test.py ${CMAKE_BINARY_DIR}
+         WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(npm_clients_test PROPERTIES TIMEOUT 900)
