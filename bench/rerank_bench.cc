@@ -7,6 +7,9 @@
 //   serve : an open-loop (--rate R req/s, Poisson arrivals) or closed-loop (--concurrency C)
 //           load generator against a running server over gRPC. Reports pairs/s and latency
 //           percentiles.
+//   serve-http : the same closed-loop load (--concurrency C keep-alive connections, one thread
+//           each) over the HTTP data plane's POST /v2/rerank (--target HOST:PORT), with the same
+//           requests (top_n 5, client id "bench"), for comparing the two transports.
 //   fair  : fair scheduling against a running server: one heavy client (closed loop, --concurrency
 //           C whole workload requests, client_id "heavy") and --light-clients light clients (each
 //           Poisson at --light-rate req/s, the first --light-docs documents of a request,
@@ -16,6 +19,9 @@
 //
 // Both print one JSON summary line last, so scripts (bench/run_bench.sh) can compute ratios.
 #include <grpcpp/grpcpp.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -301,6 +307,156 @@ int RunServe(const Args& a, const std::vector<Request>& work) {
   std::printf(
       "served: %lld pairs in %.2fs = %.1f pairs/s; latency p50 %.1f p95 %.1f p99 %.1f ms; %d "
       "errors%s%s\n",
+      static_cast<long long>(pairs_done), secs, pairs_done / secs, Percentile(latencies_ms, 50),
+      Percentile(latencies_ms, 95), Percentile(latencies_ms, 99), errors, errors ? " first: " : "",
+      first_error.c_str());
+  std::printf("%s\n", out.dump().c_str());
+  return errors == 0 ? 0 : 1;
+}
+
+// A blocking HTTP/1.1 keep-alive connection: just enough client for serve-http (Content-Length
+// framed responses, which is all rerankd's HTTP server sends).
+class HttpConnection {
+ public:
+  ~HttpConnection() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  bool Connect(const std::string& target) {
+    const size_t colon = target.rfind(':');
+    if (colon == std::string::npos) return false;
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    if (::getaddrinfo(target.substr(0, colon).c_str(), target.substr(colon + 1).c_str(), &hints,
+                      &res) != 0) {
+      return false;
+    }
+    for (addrinfo* ai = res; ai != nullptr && fd_ < 0; ai = ai->ai_next) {
+      fd_ = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+      if (fd_ >= 0 && ::connect(fd_, ai->ai_addr, ai->ai_addrlen) != 0) {
+        ::close(fd_);
+        fd_ = -1;
+      }
+    }
+    ::freeaddrinfo(res);
+    return fd_ >= 0;
+  }
+  // Sends `request` (a whole HTTP request) and reads one response; its status, or -1.
+  int RoundTrip(const std::string& request, std::string* body) {
+    for (size_t sent = 0; sent < request.size();) {
+      const ssize_t n = ::send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return -1;
+      sent += static_cast<size_t>(n);
+    }
+    size_t header_end;
+    while ((header_end = buf_.find("\r\n\r\n")) == std::string::npos) {
+      if (!Fill()) return -1;
+    }
+    const std::string head = buf_.substr(0, header_end);
+    int status = -1;
+    if (head.size() > 12) (void)absl::SimpleAtoi(head.substr(9, 3), &status);
+    size_t length = 0;
+    for (size_t pos = head.find("\r\n"); pos != std::string::npos;
+         pos = head.find("\r\n", pos + 2)) {
+      const size_t end = head.find("\r\n", pos + 2);
+      std::string line = head.substr(pos + 2, end == std::string::npos ? end : end - pos - 2);
+      std::transform(line.begin(), line.end(), line.begin(), ::tolower);
+      if (line.rfind("content-length:", 0) == 0) {
+        (void)absl::SimpleAtoi(line.substr(15), &length);
+      }
+    }
+    while (buf_.size() < header_end + 4 + length) {
+      if (!Fill()) return -1;
+    }
+    body->assign(buf_, header_end + 4, length);
+    buf_.erase(0, header_end + 4 + length);
+    return status;
+  }
+
+ private:
+  bool Fill() {
+    char chunk[65536];
+    const ssize_t n = ::recv(fd_, chunk, sizeof(chunk), 0);
+    if (n <= 0) return false;
+    buf_.append(chunk, static_cast<size_t>(n));
+    return true;
+  }
+  int fd_ = -1;
+  std::string buf_;
+};
+
+int RunServeHttp(const Args& a, const std::vector<Request>& work) {
+  if (a.rate > 0) {
+    std::cerr << "rerank-bench: serve-http is closed loop only (--concurrency C)\n";
+    return 2;
+  }
+  // Rendered once: the client's own JSON work is not what is measured.
+  std::vector<std::string> requests(work.size());
+  std::vector<int> pairs(work.size());
+  for (size_t i = 0; i < work.size(); ++i) {
+    nlohmann::json body = {{"model", "bench"}, {"query", work[i].query}, {"top_n", 5}};
+    nlohmann::json docs = nlohmann::json::array();
+    for (const auto& d : work[i].docs) docs.push_back(d.second);
+    body["documents"] = std::move(docs);
+    const std::string text = body.dump();
+    requests[i] = "POST /v2/rerank HTTP/1.1\r\nHost: " + a.target +
+                  "\r\nContent-Type: application/json\r\nx-client-id: bench\r\n"
+                  "Content-Length: " +
+                  std::to_string(text.size()) + "\r\n\r\n" + text;
+    pairs[i] = static_cast<int>(work[i].docs.size());
+  }
+  absl::Mutex mu;
+  std::vector<double> latencies_ms;
+  int64_t pairs_done = 0;
+  int errors = 0;
+  std::string first_error;
+  std::atomic<int> issued{0};
+  const int total = a.requests;
+  const auto t0 = Clock::now();
+  std::vector<std::thread> clients;
+  for (int c = 0; c < std::min(a.concurrency, total); ++c) {
+    clients.emplace_back([&] {
+      HttpConnection conn;
+      if (!conn.Connect(a.target)) {
+        absl::MutexLock l(&mu);
+        if (errors++ == 0) first_error = "cannot connect to " + a.target;
+        return;
+      }
+      std::string body;
+      for (int n = issued.fetch_add(1); n < total; n = issued.fetch_add(1)) {
+        const size_t index = static_cast<size_t>(n) % requests.size();
+        const auto start = Clock::now();
+        const int status = conn.RoundTrip(requests[index], &body);
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+        absl::MutexLock l(&mu);
+        if (status == 200) {
+          latencies_ms.push_back(ms);
+          pairs_done += pairs[index];
+        } else {
+          if (errors++ == 0) first_error = std::to_string(status) + ": " + body.substr(0, 200);
+          if (status < 0) return;  // the connection is gone
+        }
+      }
+    });
+  }
+  for (std::thread& t : clients) t.join();
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  absl::MutexLock l(&mu);
+  nlohmann::json out = {{"mode", "serve-http"},
+                        {"target", a.target},
+                        {"concurrency", a.concurrency},
+                        {"requests", total},
+                        {"ok", latencies_ms.size()},
+                        {"errors", errors},
+                        {"seconds", secs},
+                        {"pairs_per_s", pairs_done / secs},
+                        {"latency_ms_p50", Percentile(latencies_ms, 50)},
+                        {"latency_ms_p95", Percentile(latencies_ms, 95)},
+                        {"latency_ms_p99", Percentile(latencies_ms, 99)}};
+  std::printf(
+      "served (HTTP): %lld pairs in %.2fs = %.1f pairs/s; latency p50 %.1f p95 %.1f p99 %.1f ms; "
+      "%d errors%s%s\n",
       static_cast<long long>(pairs_done), secs, pairs_done / secs, Percentile(latencies_ms, 50),
       Percentile(latencies_ms, 95), Percentile(latencies_ms, 99), errors, errors ? " first: " : "",
       first_error.c_str());
@@ -610,6 +766,7 @@ void Usage() {
                "         [--max-length L] [--max-batch-pairs P] [--max-batch-tokens K]\n"
                "         [--one-batch-per-request] [--fixed-length N] [--warmup N]\n"
                "  serve: [--target HOST:PORT] [--rate REQ_PER_S | --concurrency C]\n"
+               "  serve-http: [--target HOST:PORT] [--concurrency C]   (POST /v2/rerank)\n"
                "  fair:  [--target HOST:PORT] [--concurrency C] [--duration S]\n"
                "         [--light-clients N] [--light-rate REQ_PER_S] [--light-docs D]\n";
 }
@@ -688,6 +845,7 @@ int main(int argc, char** argv) {
     return RunRaw(a, work);
   }
   if (a.mode == "serve") return RunServe(a, work);
+  if (a.mode == "serve-http") return RunServeHttp(a, work);
   if (a.mode == "fair") return RunFair(a, work);
   if (a.mode == "fidelity") {
     if (a.requests < static_cast<int>(work.size())) work.resize(a.requests);
