@@ -14,7 +14,9 @@
 //    traffic), readiness and queue depth. Taking them from the source of truth at scrape time
 //    means /metrics and /health (which reads the same sources) agree exactly.
 //
-// Series:
+// Series (`rpc` is the gRPC method, "Rerank" | "RerankBatch", or the HTTP data plane's route,
+// "/v2/rerank" | "/v1/rerank" | "/rerank": both transports share the names, the label tells them
+// apart):
 //   rerank_requests_total{rpc,outcome="ok|passthrough|rate_limited|client_error|error",code}
 //     error: failures of the service (IsServerFailure: INTERNAL, UNAVAILABLE, DEADLINE_EXCEEDED,
 //     queue-full RESOURCE_EXHAUSTED, ...); client_error: the caller's mistakes (INVALID_ARGUMENT,

@@ -18,7 +18,7 @@ namespace rerank {
 
 // One finished data-plane request.
 struct RequestReport {
-  std::string rpc;     // "Rerank" | "RerankBatch"
+  std::string rpc;     // "Rerank" | "RerankBatch", or an HTTP route ("/v2/rerank", ...)
   std::string client;  // the rate-limit key: the validated client id, else the peer
   absl::StatusCode code = absl::StatusCode::kOk;
   absl::Duration latency;  // from the RPC's start to its response
