@@ -12,6 +12,9 @@
 #   REQUESTS          requests per saturation measurement (default 300 = the workload once)
 #   LONE_REQUESTS     requests per lone-request measurement (default 100)
 #   CONCURRENCY       saturation clients (default 4)
+#   PASSTHROUGH=1     the reranker flag off (ENABLE_RERANKER=false): no model work, so what is
+#                     measured is the transports alone (parsing, validation, rendering, sockets);
+#                     the lone p50 difference is then the HTTP path's added cost per request
 # Prints one JSON line per measurement and a summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +26,7 @@ REPEATS="${REPEATS:-3}"
 REQUESTS="${REQUESTS:-300}"
 LONE_REQUESTS="${LONE_REQUESTS:-100}"
 CONCURRENCY="${CONCURRENCY:-4}"
+PASSTHROUGH="${PASSTHROUGH:-0}"
 MODEL_DIR="${MODEL_DIR:-models/demo-minilm-l6}"
 WORKLOAD="${WORKLOAD:-${RERANK_SHARED_DIR:-../shared}/data/bench/scifact_20docs.jsonl}"
 BENCH="$BUILD/bench/rerank-bench"
@@ -43,6 +47,7 @@ RERANKER_INTRA_OP_THREADS="$THREADS" RERANKER_GRPC_LISTEN="127.0.0.1:$grpc_port"
 RERANKER_API_HTTP_LISTEN="127.0.0.1:$http_port" \
 RERANKER_HTTP_LISTEN="" RERANKER_ADMIN_GRPC_LISTEN="" RERANKER_RATE_LIMIT_ENABLED=false \
 RERANKER_FLAGS_FILE="$tmp/flags.yaml" RERANKER_AUDIT_LOG="$tmp/audit.jsonl" RERANKER_LOG_LEVEL=warn \
+ENABLE_RERANKER=$([ "$PASSTHROUGH" = 1 ] && echo false || echo true) \
   "$BUILD/app/rerankd" > "$tmp/rerankd.log" 2>&1 &
 pid=$!
 for _ in $(seq 600); do
@@ -74,11 +79,11 @@ done
 
 /usr/bin/python3 - "$(printf '%s\n' "${grpc_sat[@]}" | median)" "$(printf '%s\n' "${http_sat[@]}" | median)" \
   "$(printf '%s\n' "${grpc_lone[@]}" | median)" "$(printf '%s\n' "${http_lone[@]}" | median)" \
-  "$WORKERS" "$THREADS" "$PRECISION" "$REPEATS" <<'PY'
+  "$WORKERS" "$THREADS" "$PRECISION" "$REPEATS" "$PASSTHROUGH" <<'PY'
 import json, sys
 grpc_sat, http_sat, grpc_lone, http_lone = map(float, sys.argv[1:5])
 s = {"workers": int(sys.argv[5]), "threads": int(sys.argv[6]), "precision": sys.argv[7],
-     "repeats": int(sys.argv[8]),
+     "repeats": int(sys.argv[8]), "passthrough": sys.argv[9] == "1",
      "grpc_pairs_per_s": round(grpc_sat, 1), "http_pairs_per_s": round(http_sat, 1),
      "http_over_grpc": round(http_sat / grpc_sat, 3), "target_http_over_grpc": 0.95,
      "grpc_lone_ms_p50": round(grpc_lone, 2), "http_lone_ms_p50": round(http_lone, 2),
