@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/reflection.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 
@@ -71,6 +72,35 @@ absl::Status ParseInteger(const json& v, const std::string& path, bool allow_str
 
 absl::Status FillMessage(const json& object, Message* message, const std::string& path,
                          const JsonParseOptions& options);
+
+// A google.protobuf.Value holding `v`, built directly (no render-and-reparse: request documents
+// go through here). Depth is bounded by the JSON parser's own.
+void ToValue(const json& v, google::protobuf::Value* out) {
+  switch (v.type()) {
+    case json::value_t::null:
+      out->set_null_value(google::protobuf::NULL_VALUE);
+      return;
+    case json::value_t::boolean:
+      out->set_bool_value(v.get<bool>());
+      return;
+    case json::value_t::string:
+      out->set_string_value(v.get_ref<const std::string&>());
+      return;
+    case json::value_t::array: {
+      google::protobuf::ListValue* list = out->mutable_list_value();
+      for (const json& e : v) ToValue(e, list->add_values());
+      return;
+    }
+    case json::value_t::object: {
+      auto* fields = out->mutable_struct_value()->mutable_fields();
+      for (const auto& [key, e] : v.items()) ToValue(e, &(*fields)[key]);
+      return;
+    }
+    default:  // numbers (and nlohmann's binary, which its JSON parser never produces)
+      out->set_number_value(v.is_number() ? v.get<double>() : 0.0);
+      return;
+  }
+}
 
 // Sets one singular value, or adds one element when the field is repeated.
 absl::Status SetValue(const json& v, Message* m, const FieldDescriptor* f, const std::string& path,
@@ -136,8 +166,11 @@ absl::Status SetValue(const json& v, Message* m, const FieldDescriptor* f, const
         // Any JSON value, kept as is (e.g. a document that is a string or an object); the
         // reader checks its shape.
         Message* child = rep ? r->AddMessage(m, f) : r->MutableMessage(m, f);
-        if (!google::protobuf::util::JsonStringToMessage(DumpJson(v), child).ok()) {
-          return TypeError(path, "a JSON value", v);
+        auto* value = google::protobuf::DynamicCastToGenerated<google::protobuf::Value>(child);
+        if (value != nullptr) {
+          ToValue(v, value);
+        } else if (!google::protobuf::util::JsonStringToMessage(DumpJson(v), child).ok()) {
+          return TypeError(path, "a JSON value", v);  // a dynamic message: the slow way
         }
         return absl::OkStatus();
       }
