@@ -504,14 +504,23 @@ TEST(RerankctlEvalRerankAllTest, BadAnswersAndOptions) {
   EXPECT_TRUE(r->answers.empty());
 }
 
-TEST(RerankctlEvalRetryDelayTest, OnlyResourceExhaustedWithCappedHintOrBackoff) {
-  EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kUnavailable), 1), std::nullopt);
+TEST(RerankctlEvalRetryDelayTest, ResourceExhaustedWithCappedHintOrBackoff) {
   EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kDeadlineExceeded), 1), std::nullopt);
   EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kResourceExhausted, absl::Minutes(5)), 1),
             absl::Seconds(60));
   EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kResourceExhausted), 1), absl::Milliseconds(100));
   EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kResourceExhausted), 3), absl::Milliseconds(400));
   EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kResourceExhausted), 30), absl::Seconds(5));
+}
+
+// A connection the server ended (max_connection_age's GOAWAY) fails a call with UNAVAILABLE: a
+// few quick retries, then the run fails (an unreachable server is not waited for).
+TEST(RerankctlEvalRetryDelayTest, UnavailableRetriedThreeTimesOtherErrorsNot) {
+  EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kUnavailable), 1), absl::Milliseconds(100));
+  EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kUnavailable), 3), absl::Milliseconds(400));
+  EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kUnavailable), 4), std::nullopt);
+  EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kDeadlineExceeded), 1), std::nullopt);
+  EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kInvalidArgument), 1), std::nullopt);
 }
 
 }  // namespace
