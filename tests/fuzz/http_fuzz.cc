@@ -97,9 +97,17 @@ std::string Exchange(const std::string& in) {
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(Server().port()));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  FUZZ_CHECK(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0, "connect: %d",
-             errno);
+  // Non-blocking from the start: libFuzzer's timeout timer (SIGALRM) interrupts blocking calls.
   fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    FUZZ_CHECK(errno == EINPROGRESS || errno == EINTR, "connect: %d", errno);
+    pollfd p{fd, POLLOUT, 0};
+    while (poll(&p, 1, 20000) < 0) FUZZ_CHECK(errno == EINTR, "poll: %d", errno);
+    int error = 0;
+    socklen_t len = sizeof(error);
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len);
+    FUZZ_CHECK((p.revents & POLLOUT) && error == 0, "connect: %d", error);
+  }
   std::string out;
   size_t sent = 0;
   bool write_closed = false;
