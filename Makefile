@@ -5,6 +5,8 @@ JOBS ?= $(shell nproc)
 CONFIG ?=
 # `make test` passes these to ctest, e.g. `make test CTEST_ARGS="-R tokenizer"`.
 CTEST_ARGS ?=
+# `make fuzz`: seconds per fuzz target (tests/fuzz/run_fuzz.sh also reads FUZZ_TARGETS).
+FUZZ_SECONDS ?= 60
 # ccache, when installed, makes rebuilds (and the sanitizer builds) cheap.
 LAUNCHER := $(if $(shell command -v ccache 2>/dev/null),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache,)
 # Sanitizer runs: every C++ and driver test except
@@ -20,7 +22,7 @@ SAN_ENV := UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp:print_suppressions=0 \
   TSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/tsan.supp:halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0
 
-.PHONY: all deps configure build demo-model run test test-asan test-tsan bench clean
+.PHONY: all deps configure build demo-model run test test-asan test-tsan fuzz bench clean
 
 all: build
 
@@ -56,8 +58,13 @@ test-tsan: deps
 	@cmake --build build-tsan -j $(JOBS)
 	@cd build-tsan && $(SAN_ENV) ctest --output-on-failure --timeout 1800 -j 2 $(SAN_CTEST_ARGS) $(CTEST_ARGS)
 
+# libFuzzer (clang, ASan + UBSan, build-fuzz/): every target in tests/fuzz/ for FUZZ_SECONDS each.
+# `make test` runs a bounded deterministic version of each (the fuzz_*_replay tests).
+fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) bash tests/fuzz/run_fuzz.sh
+
 bench: build demo-model
 	@bash bench/run_bench.sh
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

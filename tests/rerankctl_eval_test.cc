@@ -463,17 +463,41 @@ TEST(RerankctlEvalRerankAllTest, FirstFailureStopsNewCalls) {
   std::atomic<int> calls{0};
   Scorer scorer = [&calls](const RerankJob& job) {
     ++calls;
-    if (job.query_id == "q2") return Error(absl::StatusCode::kUnavailable);
+    if (job.query_id == "q2") return Error(absl::StatusCode::kInternal);
     return Scores(job);
   };
   RerankAllOptions options;
   options.concurrency = 1;
-  options.sleep = [](absl::Duration) { ADD_FAILURE() << "UNAVAILABLE is not retried"; };
+  options.sleep = [](absl::Duration) { ADD_FAILURE() << "INTERNAL is not retried"; };
   absl::StatusOr<RerankAllResult> r = RerankAll(Jobs(10, 2), scorer, options);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInternal);
   EXPECT_EQ(r.status().message(), "query 'q2': fake failure");
   EXPECT_EQ(calls.load(), 3);
+}
+
+TEST(RerankctlEvalRerankAllTest, UnavailableIsRetriedAFewTimes) {
+  // Two UNAVAILABLE answers (a GOAWAY'd connection), then the call goes through.
+  std::atomic<int> calls{0};
+  Scorer flaky = [&calls](const RerankJob& job) {
+    if (++calls <= 2) return Error(absl::StatusCode::kUnavailable);
+    return Scores(job);
+  };
+  std::vector<absl::Duration> slept;
+  RerankAllOptions options;
+  options.concurrency = 1;
+  options.sleep = [&slept](absl::Duration d) { slept.push_back(d); };
+  absl::StatusOr<RerankAllResult> r = RerankAll(Jobs(2, 2), flaky, options);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->retries, 2);
+  EXPECT_THAT(slept, ElementsAre(absl::Milliseconds(100), absl::Milliseconds(200)));
+  // A server that stays unreachable fails the run after 3 retries.
+  Scorer down = [](const RerankJob&) { return Error(absl::StatusCode::kUnavailable); };
+  slept.clear();
+  r = RerankAll(Jobs(2, 2), down, options);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(slept.size(), 3u);
 }
 
 TEST(RerankctlEvalRerankAllTest, BadAnswersAndOptions) {
@@ -504,14 +528,23 @@ TEST(RerankctlEvalRerankAllTest, BadAnswersAndOptions) {
   EXPECT_TRUE(r->answers.empty());
 }
 
-TEST(RerankctlEvalRetryDelayTest, OnlyResourceExhaustedWithCappedHintOrBackoff) {
-  EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kUnavailable), 1), std::nullopt);
+TEST(RerankctlEvalRetryDelayTest, ResourceExhaustedWithCappedHintOrBackoff) {
   EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kDeadlineExceeded), 1), std::nullopt);
   EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kResourceExhausted, absl::Minutes(5)), 1),
             absl::Seconds(60));
   EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kResourceExhausted), 1), absl::Milliseconds(100));
   EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kResourceExhausted), 3), absl::Milliseconds(400));
   EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kResourceExhausted), 30), absl::Seconds(5));
+}
+
+// A connection the server ended (max_connection_age's GOAWAY) fails a call with UNAVAILABLE: a
+// few quick retries, then the run fails (an unreachable server is not waited for).
+TEST(RerankctlEvalRetryDelayTest, UnavailableRetriedThreeTimesOtherErrorsNot) {
+  EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kUnavailable), 1), absl::Milliseconds(100));
+  EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kUnavailable), 3), absl::Milliseconds(400));
+  EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kUnavailable), 4), std::nullopt);
+  EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kDeadlineExceeded), 1), std::nullopt);
+  EXPECT_EQ(RetryDelay(Error(absl::StatusCode::kInvalidArgument), 1), std::nullopt);
 }
 
 }  // namespace

@@ -12,9 +12,9 @@ add_library(rerankctl_lib STATIC
   ${CMAKE_CURRENT_LIST_DIR}/rerankctl_rollout.cc
   ${CMAKE_CURRENT_LIST_DIR}/rerankctl_token.cc)
 # The admin answers are parsed into the contract's messages (admin.proto) with common/proto_json.
-target_link_libraries(rerankctl_lib PUBLIC rerank_config rerank_proto rerank_proto_json CURL::libcurl
-                      nlohmann_json::nlohmann_json absl::status absl::statusor absl::strings
-                      absl::str_format absl::synchronization absl::time)
+target_link_libraries(rerankctl_lib PUBLIC rerank_config rerank_proto rerank_proto_json
+                      rerank_status_macros CURL::libcurl nlohmann_json::nlohmann_json absl::status
+                      absl::statusor absl::strings absl::str_format absl::synchronization absl::time)
 
 add_executable(rerankctl ${CMAKE_CURRENT_LIST_DIR}/rerankctl.cc)
 target_link_libraries(rerankctl PRIVATE rerankctl_lib gRPC::grpc++)

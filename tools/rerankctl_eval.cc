@@ -37,6 +37,7 @@ constexpr int kUsage = 2;
 constexpr int kMaxConcurrency = 64;
 constexpr int kMaxDepth = 1000;  // rerankd's default rerank.max_documents
 constexpr absl::Duration kMaxHint = absl::Seconds(60);
+constexpr int kUnavailableRetries = 3;
 
 }  // namespace
 
@@ -71,8 +72,9 @@ const char kEvalUsage[] =
     "score, ties by document id in descending string order. Averages are over the run's queries\n"
     "that have a relevant judgement; the others are skipped (not reranked either).\n"
     "Calls that are rate limited or find the queue full (RESOURCE_EXHAUSTED) are retried after\n"
-    "the server's hint; each call has --timeout seconds (default here 60). /health on --admin\n"
-    "tells whether the model is a random demo model, whose reranked figures mean nothing.\n"
+    "the server's hint, UNAVAILABLE ones (a connection the server closed) up to 3 times; each\n"
+    "call has --timeout seconds (default here 60). /health on --admin tells whether the model\n"
+    "is a random demo model, whose reranked figures mean nothing.\n"
     "Exit status: 0 done, 1 the server failed or is unreachable, 2 a usage or input error (the\n"
     "message names the file and line).\n";
 
@@ -88,10 +90,18 @@ const std::vector<FlagSpec>& EvalFlags() {
 }
 
 std::optional<absl::Duration> RetryDelay(const ScoreAnswer& answer, int attempt) {
+  const int shift = std::clamp(attempt - 1, 0, 10);
+  const absl::Duration backoff =
+      std::min(absl::Milliseconds(100) * (int64_t{1} << shift), absl::Seconds(5));
+  // UNAVAILABLE is transient when the server ends a connection (max_connection_age's GOAWAY, a
+  // rolling restart): a rerank is idempotent, so retry it a few times; a server that stays
+  // unreachable still fails the run within a second.
+  if (answer.status.code() == absl::StatusCode::kUnavailable) {
+    return attempt <= kUnavailableRetries ? std::optional<absl::Duration>(backoff) : std::nullopt;
+  }
   if (answer.status.code() != absl::StatusCode::kResourceExhausted) return std::nullopt;
   if (answer.retry_after > absl::ZeroDuration()) return std::min(answer.retry_after, kMaxHint);
-  const int shift = std::clamp(attempt - 1, 0, 10);
-  return std::min(absl::Milliseconds(100) * (int64_t{1} << shift), absl::Seconds(5));
+  return backoff;
 }
 
 absl::StatusOr<RerankAllResult> RerankAll(const std::vector<RerankJob>& jobs, const Scorer& scorer,

@@ -16,6 +16,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace rerank::ctl {
@@ -107,6 +108,20 @@ bool Blank(absl::string_view line) {
   return line.find_first_not_of(" \t") == absl::string_view::npos;
 }
 
+// Calls fn(reader, line) for each non-blank line of `path` (the reader gives the line number for
+// errors); stops at the first error, from reading or from fn.
+template <typename Fn>
+absl::Status ForEachLine(const std::string& path, size_t max_line_bytes, Fn fn) {
+  ASSIGN_OR_RETURN(std::unique_ptr<LineReader> reader, LineReader::Open(path, max_line_bytes));
+  std::string line;
+  while (true) {
+    ASSIGN_OR_RETURN(const bool more, reader->Next(&line));
+    if (!more) return absl::OkStatus();
+    if (Blank(line)) continue;
+    RETURN_IF_ERROR(fn(*reader, absl::string_view(line)));
+  }
+}
+
 std::string Quoted(absl::string_view s) {
   return absl::StrCat("'", s.size() > 80 ? absl::StrCat(s.substr(0, 77), "...") : s, "'");
 }
@@ -159,149 +174,128 @@ absl::StatusOr<BeirFiles> FindBeirFiles(const std::string& dir, bool need_texts)
         "qrels.test.tsv)"));
   };
   BeirFiles files;
-  if (absl::Status s = first_of({"qrels/test.tsv", "qrels.test.tsv"}, &files.qrels); !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(first_of({"qrels/test.tsv", "qrels.test.tsv"}, &files.qrels));
   if (need_texts) {
-    if (absl::Status s = first_of({"corpus.jsonl"}, &files.corpus); !s.ok()) return s;
-    if (absl::Status s = first_of({"queries.jsonl", "queries.test.jsonl"}, &files.queries);
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(first_of({"corpus.jsonl"}, &files.corpus));
+    RETURN_IF_ERROR(first_of({"queries.jsonl", "queries.test.jsonl"}, &files.queries));
   }
   return files;
 }
 
 absl::StatusOr<Qrels> ReadQrels(const std::string& path, const EvalLimits& limits) {
-  absl::StatusOr<std::unique_ptr<LineReader>> reader =
-      LineReader::Open(path, limits.max_line_bytes);
-  if (!reader.ok()) return reader.status();
-  LineReader& r = **reader;
   Qrels qrels;
   std::map<std::string, std::map<std::string, int64_t>> seen_at;  // only for the duplicate error
   int64_t kept = 0;
   bool first = true;
-  std::string line;
-  while (true) {
-    absl::StatusOr<bool> more = r.Next(&line);
-    if (!more.ok()) return more.status();
-    if (!*more) break;
-    if (Blank(line)) continue;
-    const bool header_allowed = first;
-    first = false;
-    const std::vector<absl::string_view> f = Fields(line);
-    if (f.size() != 3 && f.size() != 4) {
-      return LineError(r, absl::StrCat("expected 3 fields (query-id corpus-id score) or 4 (qid "
-                                       "iter docid grade), got ",
-                                       f.size()));
-    }
-    int grade = 0;
-    if (!absl::SimpleAtoi(f.back(), &grade)) {
-      // BEIR's header line; anywhere else a grade must be an integer.
-      if (header_allowed && f.size() == 3 && f[0] == "query-id") continue;
-      return LineError(r, absl::StrCat("grade ", Quoted(f.back()), " is not an integer"));
-    }
-    if (++kept > limits.max_entries) {
-      return LineError(r, absl::StrCat("more than ", limits.max_entries, " judgements"));
-    }
-    const std::string query(f[0]);
-    const std::string doc(f.size() == 3 ? f[1] : f[2]);
-    auto [it, inserted] = seen_at[query].emplace(doc, r.line_number());
-    if (!inserted) {
-      return LineError(r, absl::StrCat("document ", Quoted(doc), " judged twice for query ",
-                                       Quoted(query), " (first at line ", it->second, ")"));
-    }
-    qrels[query][doc] = grade;
-  }
+  RETURN_IF_ERROR(ForEachLine(
+      path, limits.max_line_bytes,
+      [&](const LineReader& r, absl::string_view line) -> absl::Status {
+        const bool header_allowed = first;
+        first = false;
+        const std::vector<absl::string_view> f = Fields(line);
+        if (f.size() != 3 && f.size() != 4) {
+          return LineError(r, absl::StrCat("expected 3 fields (query-id corpus-id score) or 4 "
+                                           "(qid iter docid grade), got ",
+                                           f.size()));
+        }
+        int grade = 0;
+        if (!absl::SimpleAtoi(f.back(), &grade)) {
+          // BEIR's header line; anywhere else a grade must be an integer.
+          if (header_allowed && f.size() == 3 && f[0] == "query-id") return absl::OkStatus();
+          return LineError(r, absl::StrCat("grade ", Quoted(f.back()), " is not an integer"));
+        }
+        if (++kept > limits.max_entries) {
+          return LineError(r, absl::StrCat("more than ", limits.max_entries, " judgements"));
+        }
+        const std::string query(f[0]);
+        const std::string doc(f.size() == 3 ? f[1] : f[2]);
+        auto [it, inserted] = seen_at[query].emplace(doc, r.line_number());
+        if (!inserted) {
+          return LineError(r, absl::StrCat("document ", Quoted(doc), " judged twice for query ",
+                                           Quoted(query), " (first at line ", it->second, ")"));
+        }
+        qrels[query][doc] = grade;
+        return absl::OkStatus();
+      }));
   return qrels;
 }
 
 absl::StatusOr<TrecRun> ReadTrecRun(const std::string& path, const EvalLimits& limits) {
-  absl::StatusOr<std::unique_ptr<LineReader>> reader =
-      LineReader::Open(path, limits.max_line_bytes);
-  if (!reader.ok()) return reader.status();
-  LineReader& r = **reader;
   TrecRun run;
   std::map<std::string, std::map<std::string, int64_t>> seen_at;
   int64_t kept = 0;
-  std::string line;
-  while (true) {
-    absl::StatusOr<bool> more = r.Next(&line);
-    if (!more.ok()) return more.status();
-    if (!*more) break;
-    if (Blank(line)) continue;
-    const std::vector<absl::string_view> f = Fields(line);
-    if (f.size() != 6) {
-      return LineError(
-          r, absl::StrCat("expected 6 fields (qid Q0 docid rank score tag), got ", f.size()));
-    }
-    int64_t rank = 0;
-    if (!absl::SimpleAtoi(f[3], &rank)) {
-      return LineError(r, absl::StrCat("rank ", Quoted(f[3]), " is not an integer"));
-    }
-    double score = 0;
-    if (!absl::SimpleAtod(f[4], &score) || !std::isfinite(score)) {
-      return LineError(r, absl::StrCat("score ", Quoted(f[4]), " is not a finite number"));
-    }
-    if (++kept > limits.max_entries) {
-      return LineError(r, absl::StrCat("more than ", limits.max_entries, " run lines"));
-    }
-    const std::string query(f[0]);
-    const std::string doc(f[2]);
-    auto [it, inserted] = seen_at[query].emplace(doc, r.line_number());
-    if (!inserted) {
-      return LineError(r, absl::StrCat("document ", Quoted(doc), " listed twice for query ",
-                                       Quoted(query), " (first at line ", it->second, ")"));
-    }
-    auto [entries, new_query] = run.entries.try_emplace(query);
-    if (new_query) {
-      run.query_order.push_back(query);
-      run.first_line[query] = r.line_number();
-    }
-    entries->second.push_back({doc, score, r.line_number()});
-  }
+  RETURN_IF_ERROR(ForEachLine(
+      path, limits.max_line_bytes,
+      [&](const LineReader& r, absl::string_view line) -> absl::Status {
+        const std::vector<absl::string_view> f = Fields(line);
+        if (f.size() != 6) {
+          return LineError(
+              r, absl::StrCat("expected 6 fields (qid Q0 docid rank score tag), got ", f.size()));
+        }
+        int64_t rank = 0;
+        if (!absl::SimpleAtoi(f[3], &rank)) {
+          return LineError(r, absl::StrCat("rank ", Quoted(f[3]), " is not an integer"));
+        }
+        double score = 0;
+        if (!absl::SimpleAtod(f[4], &score) || !std::isfinite(score)) {
+          return LineError(r, absl::StrCat("score ", Quoted(f[4]), " is not a finite number"));
+        }
+        if (++kept > limits.max_entries) {
+          return LineError(r, absl::StrCat("more than ", limits.max_entries, " run lines"));
+        }
+        const std::string query(f[0]);
+        const std::string doc(f[2]);
+        auto [it, inserted] = seen_at[query].emplace(doc, r.line_number());
+        if (!inserted) {
+          return LineError(r, absl::StrCat("document ", Quoted(doc), " listed twice for query ",
+                                           Quoted(query), " (first at line ", it->second, ")"));
+        }
+        auto [entries, new_query] = run.entries.try_emplace(query);
+        if (new_query) {
+          run.query_order.push_back(query);
+          run.first_line[query] = r.line_number();
+        }
+        entries->second.push_back({doc, score, r.line_number()});
+        return absl::OkStatus();
+      }));
   return run;
 }
 
 absl::StatusOr<std::map<std::string, std::string>> ReadBeirTexts(
     const std::string& path, const std::set<std::string>& wanted, const EvalLimits& limits) {
-  absl::StatusOr<std::unique_ptr<LineReader>> reader =
-      LineReader::Open(path, limits.max_line_bytes);
-  if (!reader.ok()) return reader.status();
-  LineReader& r = **reader;
   std::map<std::string, std::string> texts;
   std::map<std::string, int64_t> found_at;
-  std::string line;
-  while (true) {
-    absl::StatusOr<bool> more = r.Next(&line);
-    if (!more.ok()) return more.status();
-    if (!*more) break;
-    if (Blank(line)) continue;
-    nlohmann::json obj = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (obj.is_discarded()) return LineError(r, "not valid JSON");
-    if (!obj.is_object()) return LineError(r, "not a JSON object");
-    absl::StatusOr<std::string> id = JsonId(obj);
-    if (!id.ok()) return LineError(r, id.status().message());
-    absl::StatusOr<std::string> title = JsonText(obj, "title");
-    if (!title.ok()) return LineError(r, title.status().message());
-    absl::StatusOr<std::string> text = JsonText(obj, "text");
-    if (!text.ok()) return LineError(r, text.status().message());
-    if (!obj.contains("text")) return LineError(r, "missing \"text\"");
-    if (wanted.count(*id) == 0) continue;
-    auto [it, inserted] = found_at.emplace(*id, r.line_number());
-    if (!inserted) {
-      return LineError(r, absl::StrCat("\"_id\" ", Quoted(*id), " appears twice (first at line ",
-                                       it->second, ")"));
-    }
-    std::string joined = title->empty()  ? *std::move(text)
-                         : text->empty() ? *std::move(title)
-                                         : absl::StrCat(*title, " ", *text);
-    if (joined.size() > limits.max_document_bytes) {
-      return LineError(r, absl::StrCat("\"_id\" ", Quoted(*id), ": title and text longer than ",
-                                       limits.max_document_bytes, " bytes"));
-    }
-    texts.emplace(*id, std::move(joined));
-  }
+  RETURN_IF_ERROR(ForEachLine(
+      path, limits.max_line_bytes,
+      [&](const LineReader& r, absl::string_view line) -> absl::Status {
+        nlohmann::json obj = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (obj.is_discarded()) return LineError(r, "not valid JSON");
+        if (!obj.is_object()) return LineError(r, "not a JSON object");
+        // Each field's error names the file and line.
+        auto at_line = [&r](absl::Status s) { return LineError(r, s.message()); };
+        absl::StatusOr<std::string> id = JsonId(obj);
+        if (!id.ok()) return at_line(id.status());
+        absl::StatusOr<std::string> title = JsonText(obj, "title");
+        if (!title.ok()) return at_line(title.status());
+        absl::StatusOr<std::string> text = JsonText(obj, "text");
+        if (!text.ok()) return at_line(text.status());
+        if (!obj.contains("text")) return LineError(r, "missing \"text\"");
+        if (wanted.count(*id) == 0) return absl::OkStatus();
+        auto [it, inserted] = found_at.emplace(*id, r.line_number());
+        if (!inserted) {
+          return LineError(r, absl::StrCat("\"_id\" ", Quoted(*id),
+                                           " appears twice (first at line ", it->second, ")"));
+        }
+        std::string joined = title->empty()  ? *std::move(text)
+                             : text->empty() ? *std::move(title)
+                                             : absl::StrCat(*title, " ", *text);
+        if (joined.size() > limits.max_document_bytes) {
+          return LineError(r, absl::StrCat("\"_id\" ", Quoted(*id), ": title and text longer than ",
+                                           limits.max_document_bytes, " bytes"));
+        }
+        texts.emplace(*id, std::move(joined));
+        return absl::OkStatus();
+      }));
   return texts;
 }
 
