@@ -8,6 +8,7 @@
 # Debian if missing).
 #   SAT_REQUESTS  requests of the closed-loop saturation measurement (default 40)
 #   RATE          skip the measurement and offer this many req/s
+#   SOAK_JSONL    skip the run: summarize and plot this earlier OUT_DIR/soak.jsonl
 #   plus WORKERS, THREADS, PRECISION, MODEL_DIR, WORKLOAD, EXTRA_YAML (bench/load_lib.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,18 +23,26 @@ source bench/load_lib.sh
 command -v gnuplot >/dev/null || apt-get install -y gnuplot-nox >/dev/null
 mkdir -p "$OUT_DIR"
 tmp=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
-start_server "$tmp"
-if [ -z "${RATE:-}" ]; then
-  echo "== saturation (closed loop, ${SAT_CONCURRENCY:-4} clients, $SAT_REQUESTS requests) =="
-  saturation "$SAT_REQUESTS"
-  RATE=$(/usr/bin/python3 -c "print(round($sat_rps * $LOAD_FRACTION, 3))")
-  echo "saturation: $sat_rps req/s ($sat_pairs pairs/s); soak at $LOAD_FRACTION x = $RATE req/s"
+pid=
+trap '[ -n "$pid" ] && { kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; }; rm -rf "$tmp"' EXIT
+if [ -z "${SOAK_JSONL:-}" ]; then
+  start_server "$tmp"
+  if [ -z "${RATE:-}" ]; then
+    echo "== saturation (closed loop, ${SAT_CONCURRENCY:-4} clients, $SAT_REQUESTS requests) =="
+    saturation "$SAT_REQUESTS"
+    RATE=$(/usr/bin/python3 -c "print(round($sat_rps * $LOAD_FRACTION, 3))")
+    echo "saturation: $sat_rps req/s ($sat_pairs pairs/s); soak at $LOAD_FRACTION x = $RATE req/s"
+  fi
+  echo "== soak: $RATE req/s for $DURATION s, windows of $WINDOW s =="
+  # Not fatal: failed requests are part of the report.
+  "$BENCH" --mode load --workload "$WORKLOAD" --target "127.0.0.1:$port" --rate "$RATE" \
+    --duration "$DURATION" --window "$WINDOW" --pid "$pid" | tee "$OUT_DIR/soak.jsonl" || true
+  SOAK_JSONL="$OUT_DIR/soak.jsonl"
+else
+  RATE=$(/usr/bin/python3 -c "import json,sys; print([json.loads(l) for l in open(sys.argv[1]) if '\"mode\"' in l][-1]['rate'])" "$SOAK_JSONL")
+  DURATION=$(/usr/bin/python3 -c "import json,sys; print(int([json.loads(l) for l in open(sys.argv[1]) if '\"mode\"' in l][-1]['duration_s']))" "$SOAK_JSONL")
 fi
-echo "== soak: $RATE req/s for $DURATION s, windows of $WINDOW s =="
-"$BENCH" --mode load --workload "$WORKLOAD" --target "127.0.0.1:$port" --rate "$RATE" \
-  --duration "$DURATION" --window "$WINDOW" --pid "$pid" | tee "$OUT_DIR/soak.jsonl"
-/usr/bin/python3 - "$OUT_DIR/soak.jsonl" "$WARMUP" "$WINDOW" "$RATE" "${sat_rps:-}" > "$tmp/summary.json" <<'PY'
+/usr/bin/python3 - "$SOAK_JSONL" "$WARMUP" "$WINDOW" "$RATE" "${sat_rps:-}" > "$tmp/summary.json" <<'PY'
 import json, sys
 path, warmup, window, rate, sat = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 lines = [json.loads(l) for l in open(path) if l.startswith("{")]
@@ -55,7 +64,7 @@ print(json.dumps(s))
 PY
 echo "== summary =="
 cat "$tmp/summary.json"
-/usr/bin/python3 - "$OUT_DIR/soak.jsonl" > "$tmp/series.dat" <<'PY'
+/usr/bin/python3 - "$SOAK_JSONL" > "$tmp/series.dat" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
     w = json.loads(line) if line.startswith("{") else {}
