@@ -161,6 +161,15 @@ absl::Status ServiceMetrics::Build(const Options& options) {
                          .Name("rerank_jobs_dropped_total")
                          .Help("Scoring jobs dropped before inference or failed, by status code.")
                          .Register(r);
+    auto& dropped_pairs =
+        BuildCounter()
+            .Name("rerank_dropped_pairs_total")
+            .Help(
+                "Pairs never sent to the model because their request was cancelled or its "
+                "deadline passed while queued (inference saved), by reason.")
+            .Register(r);
+    dropped_pairs_cancelled_ = &dropped_pairs.Add({{"reason", "cancelled"}});
+    dropped_pairs_deadline_ = &dropped_pairs.Add({{"reason", "deadline"}});
     cache_hits_ = &BuildCounter()
                        .Name("rerank_cache_hits_total")
                        .Help("Score-cache lookups that hit (per query-document pair).")
@@ -345,6 +354,12 @@ void ServiceMetrics::OnBatch(const BatchReport& report) {
   if (report.real_tokens > 0) real_tokens_->Increment(static_cast<double>(report.real_tokens));
   if (report.padded_tokens > 0)
     padded_tokens_->Increment(static_cast<double>(report.padded_tokens));
+  if (report.dropped_cancelled_pairs > 0) {
+    dropped_pairs_cancelled_->Increment(report.dropped_cancelled_pairs);
+  }
+  if (report.dropped_deadline_pairs > 0) {
+    dropped_pairs_deadline_->Increment(report.dropped_deadline_pairs);
+  }
 }
 
 void ServiceMetrics::OnJobDropped(absl::StatusCode code) {

@@ -27,7 +27,8 @@
 //   rerank_queue_wait_seconds, rerank_inference_duration_seconds, rerank_batch_pairs,
 //   rerank_batch_tokens, rerank_batch_padding_ratio, rerank_batches_total{outcome},
 //   rerank_model_forwards_total, rerank_batch_real_tokens_total, rerank_batch_padded_tokens_total,
-//   rerank_jobs_dropped_total{code}
+//   rerank_jobs_dropped_total{code} (jobs dropped before inference or failed),
+//   rerank_dropped_pairs_total{reason="cancelled|deadline"} (pairs whose inference was saved)
 //   rerank_cache_hits_total, rerank_cache_misses_total, rerank_cache_evictions_total,
 //   rerank_cache_entries, rerank_cache_max_entries, rerank_cache_bytes
 //   rerank_rate_limited_total, rerank_rate_limiter_clients
@@ -161,6 +162,8 @@ class ServiceMetrics final : public RequestObserver, public BatcherObserver {
   prometheus::Counter* real_tokens_ = nullptr;
   prometheus::Counter* padded_tokens_ = nullptr;
   prometheus::Family<prometheus::Counter>* jobs_dropped_ = nullptr;
+  prometheus::Counter* dropped_pairs_cancelled_ = nullptr;
+  prometheus::Counter* dropped_pairs_deadline_ = nullptr;
   prometheus::Counter* cache_hits_ = nullptr;
   prometheus::Counter* cache_misses_ = nullptr;
   prometheus::Counter* cache_evictions_ = nullptr;

@@ -1,6 +1,7 @@
 #include "app/grpc_limits.h"
 
 #include <grpcpp/resource_quota.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <climits>
@@ -40,6 +41,17 @@ void ApplyGrpcServerLimits(const ServerConfig& c, grpc::ServerBuilder* builder) 
   grpc::ResourceQuota quota("rerankd-data-plane");
   quota.Resize(static_cast<size_t>(c.memory_quota_mb) << 20);
   builder->SetResourceQuota(quota);
+}
+
+uint64_t RaiseFileDescriptorLimit() {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return 0;
+  if (lim.rlim_cur < lim.rlim_max) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
+  }
+  return lim.rlim_cur;
 }
 
 }  // namespace rerank

@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "app/grpc_limits.h"
 #include "app/rerank_server.h"
 #include "common/config.h"
 #include "spdlog/spdlog.h"
@@ -104,6 +105,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   spdlog::set_level(spdlog::level::from_str(config->logging.level));
+  // Every client connection holds a descriptor (app/grpc_limits.h: no connection cap).
+  spdlog::info("file descriptor limit (RLIMIT_NOFILE): {}", rerank::RaiseFileDescriptorLimit());
 
   rerank::RerankServer::Options options;
   options.config = *config;

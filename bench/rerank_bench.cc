@@ -16,8 +16,17 @@
 //           client_id "light-<i>"), in three back-to-back phases of --duration seconds: light
 //           alone, heavy alone, both. Reports the light p99 ratio (both / alone) and the heavy
 //           client's share of the capacity the light clients leave.
+//   load  : overload and soak (issue 8 section 5): open loop, Poisson at --rate req/s for
+//           --duration seconds (client_id "bench"), with lone-request probes (client_id
+//           "probe", --lone sequential requests) before, right after the load stops and once
+//           the backlog has drained. Prints one JSON line per --window seconds (requests sent,
+//           completions: ok / shed with RESOURCE_EXHAUSTED / other errors, p50/p99 of the ok
+//           ones, the server's VmRSS sampled every second when --pid is given).
+//   idle  : holds --connections idle gRPC connections (each channel its own subchannel pool,
+//           so its own TCP connection) and compares a lone request's latency with and without
+//           them, with the server's VmRSS (--pid).
 //
-// Both print one JSON summary line last, so scripts (bench/run_bench.sh) can compute ratios.
+// All print one JSON summary line last, so scripts (bench/run_bench.sh) can compute ratios.
 #include <grpcpp/grpcpp.h>
 #include <netdb.h>
 #include <sys/socket.h>
@@ -28,6 +37,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <mutex>
@@ -36,7 +46,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "nlohmann/json.hpp"
@@ -70,7 +82,13 @@ struct Args {
   int light_clients = 4;               // fair
   double light_rate = 1;               // fair: requests/s per light client
   int light_docs = 5;                  // fair: documents per light request
-  int fixed_length = 0;  // raw: replace every pair by one of exactly this many tokens (e.g. 128)
+  int fixed_length = 0;     // raw: replace every pair by one of exactly this many tokens (e.g. 128)
+  double window = 1;        // load: seconds per reported window
+  int pid = 0;              // load, idle: the server's pid, to sample its VmRSS (0: none)
+  int deadline_ms = 60000;  // load: per-request deadline
+  int lone = 5;             // load, idle: sequential lone requests per probe
+  int max_outstanding = 20000;  // load: client-side bound on calls in flight
+  int connections = 10000;      // idle: idle connections to hold
 };
 
 struct Request {
@@ -635,6 +653,325 @@ int RunFair(const Args& a, const std::vector<Request>& work) {
   return errors == 0 ? 0 : 1;
 }
 
+// The server's resident set (VmRSS, KiB) from /proc/PID/status; 0 if unreadable.
+int64_t ReadRssKb(int pid) {
+  if (pid <= 0) return 0;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) {
+      int64_t kb = 0;
+      if (absl::SimpleAtoi(absl::StripAsciiWhitespace(
+                               absl::StripSuffix(absl::StripAsciiWhitespace(line.substr(6)), "kB")),
+                           &kb)) {
+        return kb;
+      }
+    }
+  }
+  return 0;
+}
+
+std::vector<rerank::v1::RerankRequest> ToProtos(const std::vector<Request>& work,
+                                                const std::string& client) {
+  std::vector<rerank::v1::RerankRequest> reqs(work.size());
+  for (size_t i = 0; i < work.size(); ++i) {
+    reqs[i].set_query(work[i].query);
+    reqs[i].set_client_id(client);
+    for (const auto& d : work[i].docs) {
+      auto* doc = reqs[i].add_documents();
+      doc->set_id(d.first);
+      doc->set_text(d.second);
+    }
+  }
+  return reqs;
+}
+
+// `n` sequential blocking requests; their latencies (ms) and the number that failed.
+std::pair<std::vector<double>, int> LoneProbe(rerank::v1::Reranker::Stub* stub,
+                                              const std::vector<rerank::v1::RerankRequest>& reqs,
+                                              int n, size_t offset) {
+  std::vector<double> ms;
+  int failed = 0;
+  for (int i = 0; i < n; ++i) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
+    rerank::v1::RerankResponse resp;
+    const auto s = Clock::now();
+    grpc::Status st = stub->Rerank(&ctx, reqs[(offset + i) % reqs.size()], &resp);
+    if (st.ok()) {
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - s).count());
+    } else {
+      ++failed;
+      std::cerr << "rerank-bench: probe failed: " << st.error_code() << ": " << st.error_message()
+                << "\n";
+    }
+  }
+  return {ms, failed};
+}
+
+// Open-loop overload / soak (see the file comment).
+int RunLoad(const Args& a, const std::vector<Request>& work) {
+  grpc::ChannelArguments load_args, probe_args;
+  load_args.SetInt("rerank.bench.client", 0);  // load and probes on their own connections
+  probe_args.SetInt("rerank.bench.client", 1);
+  auto load_ch = grpc::CreateCustomChannel(a.target, grpc::InsecureChannelCredentials(), load_args);
+  auto probe_ch =
+      grpc::CreateCustomChannel(a.target, grpc::InsecureChannelCredentials(), probe_args);
+  for (const auto& ch : {load_ch, probe_ch}) {
+    if (!ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+      std::cerr << "rerank-bench: cannot connect to " << a.target << "\n";
+      return 2;
+    }
+  }
+  auto load_stub = rerank::v1::Reranker::NewStub(load_ch);
+  auto probe_stub = rerank::v1::Reranker::NewStub(probe_ch);
+  const std::vector<rerank::v1::RerankRequest> reqs = ToProtos(work, "bench");
+  const std::vector<rerank::v1::RerankRequest> probes = ToProtos(work, "probe");
+
+  auto [before_ms, before_failed] = LoneProbe(probe_stub.get(), probes, a.lone, 0);
+
+  struct Window {
+    int sent = 0, ok = 0, shed = 0, errors = 0, skipped = 0;
+    int64_t pairs = 0;
+    std::vector<double> ok_ms;
+    int64_t rss_kb_max = 0;
+    int64_t rss_kb_last = 0;
+  };
+  absl::Mutex mu;
+  std::vector<Window> windows;
+  std::vector<double> all_ok_ms;
+  int64_t total_sent = 0, total_ok = 0, total_shed = 0, total_errors = 0, total_skipped = 0;
+  int64_t pairs_ok = 0, rss_max = 0;
+  std::string first_error;
+  std::atomic<int> outstanding{0};
+  const auto t0 = Clock::now();
+  const auto end =
+      t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a.duration));
+  auto window_of = [&](Clock::time_point t) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) -> Window& {
+    const double secs = std::chrono::duration<double>(t - t0).count();
+    const size_t w = static_cast<size_t>(std::max(0.0, secs) / a.window);
+    if (windows.size() <= w) windows.resize(w + 1);
+    return windows[w];
+  };
+  struct Call {
+    grpc::ClientContext ctx;
+    rerank::v1::RerankResponse resp;
+    Clock::time_point start;
+    const rerank::v1::RerankRequest* req;
+  };
+
+  // Prints each window once it has closed; samples the server's RSS every second.
+  std::atomic<bool> stop_reporter{false};
+  size_t printed = 0;
+  auto print_window = [&](size_t i) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    const Window& w = windows[i];
+    nlohmann::json j = {{"window", i},
+                        {"t_s", (i + 1) * a.window},
+                        {"sent", w.sent},
+                        {"ok", w.ok},
+                        {"shed", w.shed},
+                        {"errors", w.errors},
+                        {"client_skipped", w.skipped},
+                        {"pairs_per_s", w.pairs / a.window},
+                        {"ok_ms_p50", Percentile(w.ok_ms, 50)},
+                        {"ok_ms_p99", Percentile(w.ok_ms, 99)},
+                        {"rss_mb_max", w.rss_kb_max / 1024.0},
+                        {"rss_mb_last", w.rss_kb_last / 1024.0}};
+    std::printf("%s\n", j.dump().c_str());
+    std::fflush(stdout);
+  };
+  std::thread reporter([&] {
+    auto next = t0;
+    while (!stop_reporter.load()) {
+      next += std::chrono::seconds(1);
+      std::this_thread::sleep_until(next);
+      const int64_t rss = ReadRssKb(a.pid);
+      absl::MutexLock l(&mu);
+      Window& w = window_of(Clock::now());
+      w.rss_kb_max = std::max(w.rss_kb_max, rss);
+      w.rss_kb_last = rss;
+      rss_max = std::max(rss_max, rss);
+      const size_t closed =
+          static_cast<size_t>(std::chrono::duration<double>(Clock::now() - t0).count() / a.window);
+      while (printed < closed && printed < windows.size()) print_window(printed++);
+    }
+  });
+
+  std::mt19937_64 rng(42);
+  std::exponential_distribution<double> gap(a.rate);
+  auto next = t0;
+  for (size_t i = 0; next < end; ++i) {
+    std::this_thread::sleep_until(next);
+    next += std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng)));
+    if (outstanding.load() >= a.max_outstanding) {
+      absl::MutexLock l(&mu);
+      ++window_of(Clock::now()).skipped;
+      ++total_skipped;
+      continue;
+    }
+    auto* call = new Call();
+    call->req = &reqs[i % reqs.size()];
+    call->start = Clock::now();
+    call->ctx.set_deadline(std::chrono::system_clock::now() +
+                           std::chrono::milliseconds(a.deadline_ms));
+    {
+      absl::MutexLock l(&mu);
+      ++window_of(call->start).sent;
+      ++total_sent;
+    }
+    ++outstanding;
+    load_stub->async()->Rerank(&call->ctx, call->req, &call->resp, [&, call](grpc::Status s) {
+      const auto now = Clock::now();
+      const double ms = std::chrono::duration<double, std::milli>(now - call->start).count();
+      {
+        absl::MutexLock l(&mu);
+        Window& w = window_of(now);
+        if (s.ok()) {
+          ++w.ok;
+          ++total_ok;
+          w.pairs += call->req->documents_size();
+          pairs_ok += call->req->documents_size();
+          w.ok_ms.push_back(ms);
+          all_ok_ms.push_back(ms);
+        } else if (s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+          ++w.shed;
+          ++total_shed;
+        } else {
+          ++w.errors;
+          if (total_errors++ == 0) {
+            first_error = std::to_string(s.error_code()) + ": " + s.error_message();
+          }
+        }
+      }
+      delete call;
+      --outstanding;
+    });
+  }
+  // The load has stopped: a new client's lone requests at once (its backlog still drains), then
+  // again once every outstanding call has finished.
+  const double stopped_at_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  auto [after_ms, after_failed] = LoneProbe(probe_stub.get(), probes, a.lone, 7);
+  while (outstanding.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const double drained_at_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  auto [drained_ms, drained_failed] = LoneProbe(probe_stub.get(), probes, a.lone, 13);
+  stop_reporter.store(true);
+  reporter.join();
+
+  absl::MutexLock l(&mu);
+  while (printed < windows.size()) print_window(printed++);
+  const double d = a.duration;
+  const int64_t rss_end = ReadRssKb(a.pid);
+  nlohmann::json out = {{"mode", "load"},
+                        {"target", a.target},
+                        {"rate", a.rate},
+                        {"duration_s", d},
+                        {"deadline_ms", a.deadline_ms},
+                        {"sent", total_sent},
+                        {"ok", total_ok},
+                        {"shed", total_shed},
+                        {"errors", total_errors},
+                        {"client_skipped", total_skipped},
+                        {"offered_rps", total_sent / d},
+                        {"admitted_rps", total_ok / d},
+                        {"shed_rps", total_shed / d},
+                        {"ok_pairs_per_s", pairs_ok / d},
+                        {"ok_ms_p50", Percentile(all_ok_ms, 50)},
+                        {"ok_ms_p99", Percentile(all_ok_ms, 99)},
+                        {"ok_ms_max", Percentile(all_ok_ms, 100)},
+                        {"rss_mb_max", rss_max / 1024.0},
+                        {"rss_mb_end", rss_end / 1024.0},
+                        {"load_stopped_s", stopped_at_s},
+                        {"backlog_drained_s", drained_at_s},
+                        {"lone_before_ms", before_ms},
+                        {"lone_right_after_ms", after_ms},
+                        {"lone_after_drain_ms", drained_ms},
+                        {"probe_failures", before_failed + after_failed + drained_failed}};
+  std::printf(
+      "load: offered %.2f req/s, admitted %.2f, shed %.2f, errors %lld (first: %s); ok p50 %.0f "
+      "p99 %.0f ms; max RSS %.1f MiB; lone p50 before %.0f, right after %.0f, after drain %.0f "
+      "ms\n",
+      total_sent / d, total_ok / d, total_shed / d, static_cast<long long>(total_errors),
+      first_error.c_str(), Percentile(all_ok_ms, 50), Percentile(all_ok_ms, 99), rss_max / 1024.0,
+      Percentile(before_ms, 50), Percentile(after_ms, 50), Percentile(drained_ms, 50));
+  std::printf("%s\n", out.dump().c_str());
+  return before_failed + after_failed + drained_failed == 0 && total_errors == 0 ? 0 : 1;
+}
+
+// Idle connections (see the file comment).
+int RunIdle(const Args& a, const std::vector<Request>& work) {
+  const std::vector<rerank::v1::RerankRequest> probes = ToProtos(work, "probe");
+  grpc::ChannelArguments probe_args;
+  probe_args.SetInt("rerank.bench.client", -1);
+  auto probe_ch =
+      grpc::CreateCustomChannel(a.target, grpc::InsecureChannelCredentials(), probe_args);
+  if (!probe_ch->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
+    std::cerr << "rerank-bench: cannot connect to " << a.target << "\n";
+    return 2;
+  }
+  auto probe = rerank::v1::Reranker::NewStub(probe_ch);
+  LoneProbe(probe.get(), probes, 2, 0);  // warm
+  const int64_t rss_without = ReadRssKb(a.pid);
+  auto [without_ms, without_failed] = LoneProbe(probe.get(), probes, a.lone, 0);
+
+  // Each channel its own subchannel pool and a distinct argument: its own TCP connection.
+  std::vector<std::shared_ptr<grpc::Channel>> idle;
+  idle.reserve(a.connections);
+  const auto t_open = Clock::now();
+  for (int i = 0; i < a.connections; ++i) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    args.SetInt("rerank.bench.idle", i);
+    auto ch = grpc::CreateCustomChannel(a.target, grpc::InsecureChannelCredentials(), args);
+    ch->GetState(/*try_to_connect=*/true);
+    idle.push_back(std::move(ch));
+  }
+  int connected = 0;
+  const auto give_up = std::chrono::system_clock::now() + std::chrono::seconds(300);
+  for (auto& ch : idle) {
+    if (ch->WaitForConnected(give_up)) ++connected;
+  }
+  const double connect_s = std::chrono::duration<double>(Clock::now() - t_open).count();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  const int64_t rss_with = ReadRssKb(a.pid);
+  int64_t server_fds = 0;
+  if (a.pid > 0) {
+    std::error_code ec;
+    for (auto it =
+             std::filesystem::directory_iterator("/proc/" + std::to_string(a.pid) + "/fd", ec);
+         !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      ++server_fds;
+    }
+  }
+  auto [with_ms, with_failed] = LoneProbe(probe.get(), probes, a.lone, 0);
+  int still_ready = 0;
+  for (auto& ch : idle) {
+    if (ch->GetState(false) == GRPC_CHANNEL_READY) ++still_ready;
+  }
+  nlohmann::json out = {{"mode", "idle"},
+                        {"target", a.target},
+                        {"connections", a.connections},
+                        {"connected", connected},
+                        {"still_ready_after_probe", still_ready},
+                        {"connect_s", connect_s},
+                        {"lone_requests", a.lone},
+                        {"without_ms_p50", Percentile(without_ms, 50)},
+                        {"without_ms_p99", Percentile(without_ms, 99)},
+                        {"with_ms_p50", Percentile(with_ms, 50)},
+                        {"with_ms_p99", Percentile(with_ms, 99)},
+                        {"server_rss_mb_without", rss_without / 1024.0},
+                        {"server_rss_mb_with", rss_with / 1024.0},
+                        {"server_open_fds_with", server_fds},
+                        {"probe_failures", without_failed + with_failed}};
+  std::printf(
+      "idle: %d/%d connections up in %.1fs (%d still READY); lone p50/p99 without %.1f/%.1f ms, "
+      "with %.1f/%.1f ms; server RSS %.1f -> %.1f MiB\n",
+      connected, a.connections, connect_s, still_ready, Percentile(without_ms, 50),
+      Percentile(without_ms, 99), Percentile(with_ms, 50), Percentile(with_ms, 99),
+      rss_without / 1024.0, rss_with / 1024.0);
+  std::printf("%s\n", out.dump().c_str());
+  return connected == a.connections && without_failed + with_failed == 0 ? 0 : 1;
+}
+
 // Spearman rank correlation (average ranks for ties).
 double Spearman(const std::vector<float>& a, const std::vector<float>& b) {
   auto ranks = [](const std::vector<float>& v) {
@@ -761,14 +1098,18 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
 }
 
 void Usage() {
-  std::cerr << "usage: rerank-bench --mode raw|serve|fidelity [--workload JSONL] [--requests N]\n"
+  std::cerr << "usage: rerank-bench --mode raw|serve|fair|load|idle|fidelity [--workload JSONL] "
+               "[--requests N]\n"
                "  raw:   [--model-dir DIR] [--precision fp32|bf16] [--workers W] [--threads T]\n"
                "         [--max-length L] [--max-batch-pairs P] [--max-batch-tokens K]\n"
                "         [--one-batch-per-request] [--fixed-length N] [--warmup N]\n"
                "  serve: [--target HOST:PORT] [--rate REQ_PER_S | --concurrency C]\n"
                "  serve-http: [--target HOST:PORT] [--concurrency C]   (POST /v2/rerank)\n"
                "  fair:  [--target HOST:PORT] [--concurrency C] [--duration S]\n"
-               "         [--light-clients N] [--light-rate REQ_PER_S] [--light-docs D]\n";
+               "         [--light-clients N] [--light-rate REQ_PER_S] [--light-docs D]\n"
+               "  load:  [--target HOST:PORT] --rate REQ_PER_S [--duration S] [--window S]\n"
+               "         [--pid SERVER_PID] [--deadline-ms MS] [--lone N] [--max-outstanding N]\n"
+               "  idle:  [--target HOST:PORT] [--connections N] [--lone N] [--pid SERVER_PID]\n";
 }
 
 }  // namespace
@@ -834,6 +1175,18 @@ int main(int argc, char** argv) {
       a.light_rate = std::stod(val());
     else if (k == "--light-docs")
       num(&a.light_docs);
+    else if (k == "--window")
+      a.window = std::stod(val());
+    else if (k == "--pid")
+      num(&a.pid);
+    else if (k == "--deadline-ms")
+      num(&a.deadline_ms);
+    else if (k == "--lone")
+      num(&a.lone);
+    else if (k == "--max-outstanding")
+      num(&a.max_outstanding);
+    else if (k == "--connections")
+      num(&a.connections);
     else {
       Usage();
       return k == "--help" ? 0 : 2;
@@ -847,6 +1200,8 @@ int main(int argc, char** argv) {
   if (a.mode == "serve") return RunServe(a, work);
   if (a.mode == "serve-http") return RunServeHttp(a, work);
   if (a.mode == "fair") return RunFair(a, work);
+  if (a.mode == "load") return RunLoad(a, work);
+  if (a.mode == "idle") return RunIdle(a, work);
   if (a.mode == "fidelity") {
     if (a.requests < static_cast<int>(work.size())) work.resize(a.requests);
     return RunFidelity(a, work);

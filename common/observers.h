@@ -71,6 +71,10 @@ struct BatchReport {
   absl::Duration queue_wait;  // oldest row's wait between Submit and the batch start
   absl::Duration inference;   // time in Scorer::Score
   bool ok = true;
+  // Rows taken but never sent to the model because their request was cancelled by the client
+  // or its deadline had passed (included in `rows`, not in `unique_rows`).
+  int dropped_cancelled_pairs = 0;
+  int dropped_deadline_pairs = 0;
 };
 
 // Thread-safe; called on batcher worker threads. Must not block.
@@ -78,7 +82,8 @@ class BatcherObserver {
  public:
   virtual ~BatcherObserver() = default;
   virtual void OnBatch(const BatchReport& report) = 0;
-  // A job dropped before inference (cancelled, deadline) or failed.
+  // A job dropped before inference (CANCELLED, DEADLINE_EXCEEDED) or failed (the forward's
+  // error, INTERNAL for a model that threw). Once per job.
   virtual void OnJobDropped(absl::StatusCode code) = 0;
 };
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <limits>
 #include <numeric>
 #include <utility>
@@ -22,6 +23,9 @@ struct Batcher::JobState {
   std::atomic<int> remaining{0};
   std::atomic<bool> finished{false};
   std::atomic<bool> started{false};  // a batch holding its rows began (queue_wait is set)
+  // Why it was dropped before inference (set before `finished`), so later batches holding its
+  // other rows count them as dropped too.
+  std::atomic<DropReason> dropped{DropReason::kNone};
   absl::Time enqueued;
 };
 
@@ -240,11 +244,28 @@ int64_t Batcher::RetryAfterMsLocked(int rows, double share) const {
   return std::clamp<int64_t>(static_cast<int64_t>(std::min(ms, 1e9)), kMinMs, kMaxMs);
 }
 
-void Batcher::FinishJob(const std::shared_ptr<JobState>& job,
+bool Batcher::FinishJob(const std::shared_ptr<JobState>& job,
                         absl::StatusOr<std::vector<float>> result) {
-  if (job->finished.exchange(true)) return;
+  if (job->finished.exchange(true)) return false;
   job->job->done(std::move(result));
+  return true;
 }
+
+namespace {
+
+// Any exception out of a Scorer (a model that throws instead of returning a status) becomes
+// INTERNAL for the batch: the worker, the process and later batches are unaffected.
+absl::StatusOr<std::vector<float>> ScoreNoThrow(Scorer& scorer, const ScoreBatch& batch) {
+  try {
+    return scorer.Score(batch);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("model forward threw: ", e.what()));
+  } catch (...) {
+    return absl::InternalError("model forward threw a non-standard exception");
+  }
+}
+
+}  // namespace
 
 bool Batcher::TakeBatch(std::vector<Item>* batch, absl::Time* oldest_enqueue) {
   absl::MutexLock lock(&mu_);
@@ -324,21 +345,34 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
   report.rows = static_cast<int>(batch.size());
   report.queue_wait = start - oldest_enqueue;
 
-  // Drop rows of jobs that were cancelled or expired while queued: no inference for them.
+  // Drop rows of jobs that were cancelled or expired while queued: no inference for them. The
+  // deadline is checked first: gRPC also cancels a call whose deadline passed.
   std::vector<Item> live;
   live.reserve(batch.size());
+  auto count_dropped = [&report](DropReason reason) {
+    if (reason == DropReason::kCancelled) ++report.dropped_cancelled_pairs;
+    if (reason == DropReason::kDeadline) ++report.dropped_deadline_pairs;
+  };
   for (Item& item : batch) {
     JobState& js = *item.job;
-    if (js.finished.load()) continue;
+    if (js.finished.load()) {  // dropped or failed in an earlier batch
+      count_dropped(js.dropped.load());
+      continue;
+    }
     absl::Status drop;
-    if (js.job->is_cancelled && js.job->is_cancelled()) {
-      drop = absl::CancelledError("request cancelled by the client before scoring");
-    } else if (start > js.job->deadline) {
+    DropReason reason = DropReason::kNone;
+    if (start > js.job->deadline) {
       drop = absl::DeadlineExceededError("request deadline passed while queued");
+      reason = DropReason::kDeadline;
+    } else if (js.job->is_cancelled && js.job->is_cancelled()) {
+      drop = absl::CancelledError("request cancelled by the client before scoring");
+      reason = DropReason::kCancelled;
     }
     if (!drop.ok()) {
-      if (observer_ != nullptr && !js.finished.load()) observer_->OnJobDropped(drop.code());
-      FinishJob(item.job, drop);
+      DropReason none = DropReason::kNone;
+      js.dropped.compare_exchange_strong(none, reason);
+      count_dropped(js.dropped.load());
+      if (FinishJob(item.job, drop) && observer_ != nullptr) observer_->OnJobDropped(drop.code());
       continue;
     }
     // Written before this worker's fetch_sub on `remaining`, so whichever thread finishes the
@@ -400,7 +434,7 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
       report.padded_tokens += sb.rows * sb.seq_len;
       ++report.forwards;
       const absl::Time forward_start = clock_->Now();
-      absl::StatusOr<std::vector<float>> scores = scorer.Score(sb);
+      absl::StatusOr<std::vector<float>> scores = ScoreNoThrow(scorer, sb);
       report.inference += clock_->Now() - forward_start;  // forwards only, not the callbacks
       if (!scores.ok()) report.ok = false;
       // Complete every job whose last row this forward scored, before the next forward.
@@ -408,10 +442,9 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
         for (int i : unique_items[mb.rows[k]]) {
           const std::shared_ptr<JobState>& js = live[i].job;
           if (!scores.ok()) {
-            if (observer_ != nullptr && !js->finished.load()) {
+            if (FinishJob(js, scores.status()) && observer_ != nullptr) {
               observer_->OnJobDropped(scores.status().code());
             }
-            FinishJob(js, scores.status());
             continue;
           }
           js->scores[live[i].row] = (*scores)[k];
@@ -426,7 +459,14 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
 void Batcher::WorkerLoop(int index) {
   const std::string name = absl::StrCat("rerank-w", index);
   pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
-  absl::StatusOr<std::unique_ptr<Scorer>> scorer = factory_();
+  absl::StatusOr<std::unique_ptr<Scorer>> scorer;
+  try {
+    scorer = factory_();
+  } catch (const std::exception& e) {
+    scorer = absl::InternalError(absl::StrCat("model replica ", index, " threw: ", e.what()));
+  } catch (...) {
+    scorer = absl::InternalError(absl::StrCat("model replica ", index, " threw"));
+  }
   {
     absl::MutexLock lock(&mu_);
     if (!scorer.ok()) {

@@ -13,7 +13,12 @@
 // scored once; the batch is sorted by length and split into micro-batches that are each padded only
 // to their own longest row (never to max_length), choosing the split that minimises padded tokens
 // plus a per-forward overhead. Jobs that were cancelled or whose deadline passed are dropped before
-// inference.
+// inference: none of their remaining rows reaches the model (counted in BatchReport's
+// dropped_*_pairs and OnJobDropped).
+//
+// Faults: a forward that fails, or a Scorer that throws (std::exception or anything else), fails
+// the jobs with rows in that micro-batch (INTERNAL for a throw); the worker keeps serving later
+// batches.
 //
 // Completion: a job is done as soon as the forward holding its last row has run, not when its
 // whole batch has. The rows of clients whose queue the batch empties (a light client's request,
@@ -120,6 +125,7 @@ class Batcher final : public ScoringQueue, public QueueStats {
   const Options& options() const { return options_; }
 
  private:
+  enum class DropReason { kNone, kCancelled, kDeadline };
   struct JobState;
   struct Item {
     std::shared_ptr<JobState> job;
@@ -144,7 +150,8 @@ class Batcher final : public ScoringQueue, public QueueStats {
   // Takes the next batch off the queue (blocking). Returns false when stopping.
   bool TakeBatch(std::vector<Item>* batch, absl::Time* oldest_enqueue);
   void RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time oldest_enqueue);
-  static void FinishJob(const std::shared_ptr<JobState>& job,
+  // Calls the job's `done` unless it already finished; returns whether this call finished it.
+  static bool FinishJob(const std::shared_ptr<JobState>& job,
                         absl::StatusOr<std::vector<float>> result);
   // Whether `rows` more rows from `client` fit; RESOURCE_EXHAUSTED with a retry hint if not.
   absl::Status AdmitLocked(const std::string& client, int rows) const

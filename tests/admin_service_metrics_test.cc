@@ -67,7 +67,7 @@ TEST_F(ServiceMetricsTest, NamingConventionsAndTypes) {
        {"rerank_requests_total", "rerank_pairs_scored_total", "rerank_cache_hits_total",
         "rerank_cache_misses_total", "rerank_cache_evictions_total", "rerank_rate_limited_total",
         "rerank_audit_written_total", "rerank_audit_dropped_total", "rerank_jobs_dropped_total",
-        "rerank_batches_total", "rerank_model_forwards_total"}) {
+        "rerank_dropped_pairs_total", "rerank_batches_total", "rerank_model_forwards_total"}) {
     EXPECT_EQ(p.Type(counter), "counter") << counter;
   }
   for (const char* histogram : {"rerank_request_duration_seconds", "rerank_queue_wait_seconds",
@@ -131,8 +131,11 @@ TEST_F(ServiceMetricsTest, BatchesAndDroppedJobs) {
   b.padded_tokens = 400;
   b.queue_wait = absl::Microseconds(700);
   b.inference = absl::Milliseconds(12);
+  b.dropped_cancelled_pairs = 2;
   metrics_->OnBatch(b);
   b.ok = false;
+  b.dropped_cancelled_pairs = 0;
+  b.dropped_deadline_pairs = 3;
   metrics_->OnBatch(b);
   metrics_->OnJobDropped(absl::StatusCode::kDeadlineExceeded);
   metrics_->OnJobDropped(absl::StatusCode::kDeadlineExceeded);
@@ -154,6 +157,8 @@ TEST_F(ServiceMetricsTest, BatchesAndDroppedJobs) {
   EXPECT_NEAR(*p.Value("rerank_inference_duration_seconds_sum"), 0.024, 1e-12);
   EXPECT_EQ(p.Value("rerank_jobs_dropped_total", {{"code", "DEADLINE_EXCEEDED"}}), 2);
   EXPECT_EQ(p.Value("rerank_jobs_dropped_total", {{"code", "CANCELLED"}}), 1);
+  EXPECT_EQ(p.Value("rerank_dropped_pairs_total", {{"reason", "cancelled"}}), 2);
+  EXPECT_EQ(p.Value("rerank_dropped_pairs_total", {{"reason", "deadline"}}), 3);
 }
 
 TEST_F(ServiceMetricsTest, ScrapeTimeSeriesFollowTheirSources) {
