@@ -299,7 +299,9 @@ absl::Status RerankServer::Impl::StartAdmin() {
 
 absl::Status RerankServer::Impl::StartDataPlane() {
   const ServerConfig& s = config.server;
-  service = std::make_unique<RerankService>(engine.get());
+  service = std::make_unique<RerankService>(
+      engine.get(),
+      s.max_request_ms == 0 ? absl::InfiniteDuration() : absl::Milliseconds(s.max_request_ms));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;

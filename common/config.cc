@@ -47,6 +47,7 @@ std::map<std::string, FieldPtr> FieldTable(Config* c) {
       {"server.keepalive_timeout_ms", &c->server.keepalive_timeout_ms},
       {"server.max_connection_age_ms", &c->server.max_connection_age_ms},
       {"server.max_connection_age_grace_ms", &c->server.max_connection_age_grace_ms},
+      {"server.max_request_ms", &c->server.max_request_ms},
       {"server.http_listen", &c->server.http_listen},
       {"server.http_strict_model", &c->server.http_strict_model},
       {"server.http_model_aliases", &c->server.http_model_aliases},
@@ -454,6 +455,10 @@ absl::Status ValidateConfig(const Config& c, unsigned cores) {
     return absl::InvalidArgumentError(
         absl::StrCat("server.max_connection_age_ms: must be 0 (off) or >= 1000, got ",
                      c.server.max_connection_age_ms));
+  }
+  if (c.server.max_request_ms > 3600 * 1000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "server.max_request_ms: must be <= 3600000 (one hour), got ", c.server.max_request_ms));
   }
   // Both windows are spent inside the orchestrator's grace period; an hour is clearly a typo.
   constexpr uint32_t kMaxDrainMs = 3600 * 1000;

@@ -43,7 +43,12 @@ struct ServerConfig {
   // Connections are closed (GOAWAY) after this long, so clients re-resolve and spread over new
   // replicas behind a Kubernetes Service; in-flight RPCs get the grace period. 0: never.
   uint32_t max_connection_age_ms = 300000;
-  uint32_t max_connection_age_grace_ms = 30000;
+  uint32_t max_connection_age_grace_ms = 120000;
+  // A gRPC call's deadline is at most this far ahead, also when the client sets none: a queued
+  // call then ends DEADLINE_EXCEEDED (no inference spent on it) instead of waiting without bound.
+  // Keep it <= max_connection_age_grace_ms so that a connection's GOAWAY never cuts an admitted
+  // call. 0: no cap (the client's deadline only).
+  uint32_t max_request_ms = 120000;
   // The HTTP data plane (server/http_rerank_service.h: Cohere, Jina and TEI rerank routes) on the
   // same engine. "" turns it off.
   std::string http_listen = "0.0.0.0:8080";

@@ -1,5 +1,6 @@
 #include "server/rerank_service.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "absl/strings/cord.h"
@@ -12,7 +13,7 @@ namespace rerank {
 namespace {
 
 // gRPC's own limit on metadata (8 KiB by default) bounds the copy; the engine validates it.
-CallInfo MakeCallInfo(grpc::CallbackServerContext* context) {
+CallInfo MakeCallInfo(grpc::CallbackServerContext* context, absl::Duration max_request_time) {
   CallInfo call;
   const auto& md = context->client_metadata();
   if (auto it = md.find("x-client-id"); it != md.end()) {
@@ -23,6 +24,8 @@ CallInfo MakeCallInfo(grpc::CallbackServerContext* context) {
   if (deadline != std::chrono::system_clock::time_point::max()) {
     call.deadline = absl::FromChrono(deadline);
   }
+  // gRPC deadlines are wall-clock times, so the cap is too.
+  call.deadline = std::min(call.deadline, absl::Now() + max_request_time);
   call.is_cancelled = [context] { return context->IsCancelled(); };
   return call;
 }
@@ -58,7 +61,7 @@ grpc::ServerUnaryReactor* RerankService::Rerank(grpc::CallbackServerContext* con
                                                 const v1::RerankRequest* request,
                                                 v1::RerankResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  engine_->Rerank(*request, MakeCallInfo(context),
+  engine_->Rerank(*request, MakeCallInfo(context, max_request_time_),
                   [context, reactor, response](absl::Status status, v1::RerankResponse result) {
                     if (status.ok()) {
                       *response = std::move(result);
@@ -75,7 +78,7 @@ grpc::ServerUnaryReactor* RerankService::RerankBatch(grpc::CallbackServerContext
                                                      v1::RerankBatchResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   engine_->RerankBatch(
-      *request, MakeCallInfo(context),
+      *request, MakeCallInfo(context, max_request_time_),
       [context, reactor, response](absl::Status status, v1::RerankBatchResponse result) {
         if (status.ok()) {
           *response = std::move(result);

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "rerank/v1/reranker.grpc.pb.h"
 #include "server/rerank_engine.h"
 
@@ -17,8 +18,12 @@ namespace rerank {
 
 class RerankService final : public v1::Reranker::CallbackService {
  public:
-  // `engine` is not owned and must outlive the service (and the grpc::Server serving it).
-  explicit RerankService(RerankEngine* engine) : engine_(engine) {}
+  // `engine` is not owned and must outlive the service (and the grpc::Server serving it). Each
+  // call's deadline is the client's, capped at `max_request_time` from its start (infinite: no
+  // cap), so a call without a deadline cannot stay queued without bound.
+  explicit RerankService(RerankEngine* engine,
+                         absl::Duration max_request_time = absl::InfiniteDuration())
+      : engine_(engine), max_request_time_(max_request_time) {}
 
   grpc::ServerUnaryReactor* Rerank(grpc::CallbackServerContext* context,
                                    const v1::RerankRequest* request,
@@ -29,6 +34,7 @@ class RerankService final : public v1::Reranker::CallbackService {
 
  private:
   RerankEngine* const engine_;
+  const absl::Duration max_request_time_;
 };
 
 // The peer's IP address without the port, from grpc::ServerContext::peer():

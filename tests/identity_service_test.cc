@@ -380,7 +380,7 @@ TEST(GrpcLimitsConfigTest, ServerLimitsMapToChannelArgumentsAndAreBounded) {
   std::map<std::string, int> args = GrpcServerLimitArgs(s);
   EXPECT_EQ(args[GRPC_ARG_MAX_CONCURRENT_STREAMS], 100);
   EXPECT_EQ(args[GRPC_ARG_MAX_CONNECTION_AGE_MS], 300000);
-  EXPECT_EQ(args[GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS], 30000);
+  EXPECT_EQ(args[GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS], 120000);
   EXPECT_EQ(args[GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS], 10000);
   EXPECT_EQ(args[GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS], 0);
   s.max_connection_age_ms = 0;
@@ -390,6 +390,13 @@ TEST(GrpcLimitsConfigTest, ServerLimitsMapToChannelArgumentsAndAreBounded) {
   c.server.max_message_bytes = 3'000'000'000u;  // was cast to a negative int: unlimited
   EXPECT_THAT(std::string(ValidateConfig(c, 0).message()),
               HasSubstr("server.max_message_bytes: must be 1024..1073741824, got 3000000000"));
+  c = Config();
+  EXPECT_EQ(c.server.max_request_ms, 120000u);
+  EXPECT_LE(c.server.max_request_ms, c.server.max_connection_age_grace_ms)
+      << "a connection's GOAWAY would cut admitted calls";
+  c.server.max_request_ms = 3'600'001;
+  EXPECT_THAT(std::string(ValidateConfig(c, 0).message()),
+              HasSubstr("server.max_request_ms: must be <= 3600000"));
   c = Config();
   c.server.memory_quota_mb = 32;  // smaller than one 64 MiB message
   EXPECT_THAT(std::string(ValidateConfig(c, 0).message()), HasSubstr("server.memory_quota_mb"));

@@ -210,6 +210,46 @@ TEST_F(OverloadServiceTest, CancelledAndExpiredRequestsNeverReachTheModelAndAreC
   EXPECT_EQ(Metric("rerank_jobs_dropped_total", {{"code", "DEADLINE_EXCEEDED"}}), 1);
 }
 
+// server.max_request_ms caps every call's deadline, also a call whose client set none: queued
+// behind a held worker, it ends DEADLINE_EXCEEDED without reaching the model.
+TEST_F(OverloadServiceTest, CallWithoutDeadlineIsCappedByMaxRequestTime) {
+  config_.server.max_request_ms = 300;
+  Start();
+  scorer_.Watch(TokenId("volcano"));
+  const int64_t warmup_rows = scorer_.rows();
+  scorer_.Close();
+  AsyncCall busy;  // holds the worker; it started before the cap ran out, so it completes
+  busy.req = Req("busy", "berlin", {"people live in berlin"});
+  Send(&busy);
+  scorer_.WaitBlocked();
+
+  AsyncCall unbounded;  // no client deadline at all
+  unbounded.req = Req("u", "mountains", {"a volcano one", "a volcano two"});
+  unbounded.sent = absl::Now();
+  stub_->async()->Rerank(&unbounded.ctx, &unbounded.req, &unbounded.resp,
+                         [c = &unbounded](grpc::Status s) {
+                           c->latency = absl::Now() - c->sent;
+                           c->status = std::move(s);
+                           c->done.Notify();
+                         });
+  ASSERT_TRUE(Eventually([&] { return batcher()->queued_rows("u") == 2; }));
+  absl::SleepFor(absl::Milliseconds(400));  // past the cap, while the worker is still held
+  scorer_.Open();
+  busy.done.WaitForNotification();
+  unbounded.done.WaitForNotification();
+  EXPECT_TRUE(busy.status.ok()) << busy.status.error_message();
+  EXPECT_EQ(unbounded.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << unbounded.status.error_message();
+  EXPECT_EQ(scorer_.watched_rows(), 0) << "the capped call's pairs reached the model";
+  EXPECT_EQ(scorer_.rows() - warmup_rows, 1);
+  ASSERT_TRUE(Eventually([&] {
+    return Metric("rerank_dropped_pairs_total", {{"reason", "deadline"}}) == 2;
+  }));
+
+  // A call that finishes within the cap is unaffected.
+  EXPECT_TRUE(Call(Req("u", "berlin", {"berlin is big"})).ok());
+}
+
 TEST_F(OverloadServiceTest, ModelThatThrowsFailsThatBatchWithInternalAndServingContinues) {
   Start();
   scorer_.ThrowOnForward(2);  // the second of three back-to-back requests
