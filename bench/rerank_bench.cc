@@ -7,6 +7,9 @@
 //   serve : an open-loop (--rate R req/s, Poisson arrivals) or closed-loop (--concurrency C)
 //           load generator against a running server over gRPC. Reports pairs/s and latency
 //           percentiles.
+//   roofline: the machine's bf16/fp32 GEMM GFLOP/s at the model's shapes, the raw forward's
+//           effective GFLOP/s on the workload (real tokens only) and their ratio, plus a per-op
+//           profile of the forward (bench/roofline.cc). --json: the summary JSON is the last line.
 //   fair  : fair scheduling against a running server: one heavy client (closed loop, --concurrency
 //           C whole workload requests, client_id "heavy") and --light-clients light clients (each
 //           Poisson at --light-rate req/s, the first --light-docs documents of a request,
@@ -33,6 +36,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "bench/roofline.h"
 #include "nlohmann/json.hpp"
 #include "rerank/v1/reranker.grpc.pb.h"
 #include "server/batcher.h"
@@ -65,6 +69,10 @@ struct Args {
   double light_rate = 1;               // fair: requests/s per light client
   int light_docs = 5;                  // fair: documents per light request
   int fixed_length = 0;  // raw: replace every pair by one of exactly this many tokens (e.g. 128)
+  bool json = false;     // roofline: print the summary JSON as the last line
+  double gemm_seconds = 0.5;  // roofline: measuring time per GEMM shape and dtype
+  int forward_repeats = 1;    // roofline: passes over the workload
+  int profile_requests = 3;   // roofline: requests whose forwards are profiled
 };
 
 struct Request {
@@ -479,6 +487,42 @@ int RunFair(const Args& a, const std::vector<Request>& work) {
   return errors == 0 ? 0 : 1;
 }
 
+// Tokenizes and plans the workload as the server would, then runs bench/roofline.cc.
+int RunRooflineMode(const Args& a, const std::vector<Request>& work) {
+  rerank::WordPieceTokenizer::Options to;
+  to.vocab_path = a.model_dir + "/vocab.txt";
+  auto tok = rerank::WordPieceTokenizer::Create(to);
+  if (!tok.ok()) {
+    std::cerr << tok.status() << "\n";
+    return 2;
+  }
+  std::vector<rerank::bench::RooflineRequest> reqs;
+  for (const Request& r : work) {
+    auto q = (*tok)->Tokenize(r.query);
+    std::vector<rerank::Encoding> rows;
+    for (const auto& d : r.docs)
+      rows.push_back((*tok)->EncodePair(*q, *(*tok)->Tokenize(d.second), a.max_length));
+    rerank::bench::RooflineRequest rr;
+    for (const auto& e : rows) rr.lengths.push_back(static_cast<int64_t>(e.input_ids.size()));
+    for (const auto& mb :
+         rerank::PlanMicroBatches(rr.lengths, a.max_batch_pairs, a.max_batch_tokens, a.overhead)) {
+      std::vector<const rerank::Encoding*> ptrs;
+      for (int i : mb.rows) ptrs.push_back(&rows[i]);
+      rr.batches.push_back(rerank::BuildScoreBatch(ptrs, mb.seq_len, (*tok)->pad_id()));
+    }
+    reqs.push_back(std::move(rr));
+  }
+  rerank::bench::RooflineOptions o;
+  o.model_path = a.model_dir + "/model.pt";
+  o.precision = a.precision;
+  o.threads = a.threads;
+  o.gemm_seconds = a.gemm_seconds;
+  o.forward_repeats = a.forward_repeats;
+  o.profile_requests = a.profile_requests;
+  o.json = a.json;
+  return rerank::bench::RunRoofline(o, reqs);
+}
+
 // Spearman rank correlation (average ranks for ties).
 double Spearman(const std::vector<float>& a, const std::vector<float>& b) {
   auto ranks = [](const std::vector<float>& v) {
@@ -605,13 +649,16 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
 }
 
 void Usage() {
-  std::cerr << "usage: rerank-bench --mode raw|serve|fidelity [--workload JSONL] [--requests N]\n"
+  std::cerr << "usage: rerank-bench --mode raw|serve|fidelity|fair|roofline [--workload JSONL]\n"
+               "         [--requests N]\n"
                "  raw:   [--model-dir DIR] [--precision fp32|bf16] [--workers W] [--threads T]\n"
                "         [--max-length L] [--max-batch-pairs P] [--max-batch-tokens K]\n"
                "         [--one-batch-per-request] [--fixed-length N] [--warmup N]\n"
                "  serve: [--target HOST:PORT] [--rate REQ_PER_S | --concurrency C]\n"
                "  fair:  [--target HOST:PORT] [--concurrency C] [--duration S]\n"
-               "         [--light-clients N] [--light-rate REQ_PER_S] [--light-docs D]\n";
+               "         [--light-clients N] [--light-rate REQ_PER_S] [--light-docs D]\n"
+               "  roofline: [--model-dir DIR] [--precision fp32|bf16] [--threads T] [--json]\n"
+               "         [--gemm-seconds S] [--forward-repeats N] [--profile-requests N]\n";
 }
 
 }  // namespace
@@ -677,6 +724,14 @@ int main(int argc, char** argv) {
       a.light_rate = std::stod(val());
     else if (k == "--light-docs")
       num(&a.light_docs);
+    else if (k == "--json")
+      a.json = true;
+    else if (k == "--gemm-seconds")
+      a.gemm_seconds = std::stod(val());
+    else if (k == "--forward-repeats")
+      num(&a.forward_repeats);
+    else if (k == "--profile-requests")
+      num(&a.profile_requests);
     else {
       Usage();
       return k == "--help" ? 0 : 2;
@@ -689,6 +744,10 @@ int main(int argc, char** argv) {
   }
   if (a.mode == "serve") return RunServe(a, work);
   if (a.mode == "fair") return RunFair(a, work);
+  if (a.mode == "roofline") {
+    if (a.requests < static_cast<int>(work.size())) work.resize(a.requests);
+    return RunRooflineMode(a, work);
+  }
   if (a.mode == "fidelity") {
     if (a.requests < static_cast<int>(work.size())) work.resize(a.requests);
     return RunFidelity(a, work);
