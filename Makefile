@@ -33,9 +33,10 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# The MiniLM-L6-shaped demo model (random weights) that the default config serves.
-demo-model: deps
-	@bash deploy/make_demo_model.sh
+# The MiniLM-L6-shaped demo model (random weights) that the default config serves. Its export
+# loads the fused ops library (build/server/fused_ops/librerank_fused_ops.so), hence `build`.
+demo-model: build
+	@BUILD=$(BUILD) bash deploy/make_demo_model.sh
 
 # Builds, then runs rerankd in the foreground on the embedded default config (or CONFIG=path).
 run: build demo-model
@@ -57,7 +58,7 @@ test-tsan: deps
 	@cd build-tsan && $(SAN_ENV) ctest --output-on-failure --timeout 1800 -j 2 $(SAN_CTEST_ARGS) $(CTEST_ARGS)
 
 bench: build demo-model
-	@bash bench/run_bench.sh
+	@BUILD=$(BUILD) bash bench/run_bench.sh
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan

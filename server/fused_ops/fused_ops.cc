@@ -172,16 +172,13 @@ inline __m512 Act(__m512 z, int act) {
     return _mm512_mul_ps(_mm512_mul_ps(z, _mm512_set1_ps(0.5f)),
                          _mm512_add_ps(e, _mm512_set1_ps(1.0f)));
   }
-  if (act == 1) {  // 0.5 z (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))), tanh u = 1 - 2/(e^2u + 1)
+  if (act == 1) {
+    // 0.5 z (1 + tanh u), u = sqrt(2/pi) (z + 0.044715 z^3), written as z / (1 + exp(-2u)):
+    // no cancellation in 1 + tanh u for negative u, no overflow for large |u|.
     const __m512 z3 = _mm512_mul_ps(_mm512_mul_ps(z, z), z);
-    const __m512 u = _mm512_mul_ps(_mm512_set1_ps(0.79788456080286536f),
+    const __m512 u = _mm512_mul_ps(_mm512_set1_ps(-1.5957691216057308f),
                                    _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), z3, z));
-    const __m512 e = Exp(_mm512_add_ps(u, u));
-    const __m512 th =
-        _mm512_sub_ps(_mm512_set1_ps(1.0f),
-                      _mm512_div_ps(_mm512_set1_ps(2.0f), _mm512_add_ps(e, _mm512_set1_ps(1.0f))));
-    return _mm512_mul_ps(_mm512_mul_ps(z, _mm512_set1_ps(0.5f)),
-                         _mm512_add_ps(th, _mm512_set1_ps(1.0f)));
+    return _mm512_div_ps(z, _mm512_add_ps(Exp(u), _mm512_set1_ps(1.0f)));
   }
   return _mm512_max_ps(z, _mm512_setzero_ps());
 }
