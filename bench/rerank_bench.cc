@@ -70,9 +70,13 @@ struct Args {
   int light_docs = 5;                  // fair: documents per light request
   int fixed_length = 0;  // raw: replace every pair by one of exactly this many tokens (e.g. 128)
   bool json = false;     // roofline: print the summary JSON as the last line
-  double gemm_seconds = 0.5;  // roofline: measuring time per GEMM shape and dtype
+  double gemm_seconds = 1.0;  // roofline: measuring time per GEMM shape and dtype
   int forward_repeats = 1;    // roofline: passes over the workload
   int profile_requests = 3;   // roofline: requests whose forwards are profiled
+  // fidelity: the reference the model (at --precision) is compared with: another model
+  // directory (e.g. the --plain export) and its precision.
+  std::string reference_model_dir;  // default: --model-dir
+  std::string reference_precision = "fp32";
 };
 
 struct Request {
@@ -560,7 +564,9 @@ std::vector<int> TopK(const std::vector<float>& s, size_t k) {
   return idx;
 }
 
-// bf16 vs fp32 on the same SciFact pairs and the same micro-batches the server would run.
+// The model at --precision (default bf16) vs a reference (default: the same model in fp32; or
+// --reference-model-dir, e.g. the plain-op export vs the fused one) on the same SciFact pairs
+// and the same micro-batches the server would run.
 int RunFidelity(const Args& a, const std::vector<Request>& work) {
   rerank::WordPieceTokenizer::Options to;
   to.vocab_path = a.model_dir + "/vocab.txt";
@@ -570,9 +576,9 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
     return 2;
   }
   rerank::InitTorchRuntime(a.threads, a.threads);
-  auto make = [&](const std::string& precision) {
+  auto make = [&](const std::string& dir, const std::string& precision) {
     rerank::TorchScorer::Options so;
-    so.model_path = a.model_dir + "/model.pt";
+    so.model_path = dir + "/model.pt";
     so.precision = precision;
     so.intra_op_threads = a.threads;
     auto s = rerank::TorchScorer::Create(so);
@@ -582,8 +588,10 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
     }
     return *std::move(s);
   };
-  auto fp32 = make("fp32");
-  auto bf16 = make("bf16");
+  const std::string ref_dir = a.reference_model_dir.empty() ? a.model_dir : a.reference_model_dir;
+  // Named after the default comparison: fp32 = the reference, bf16 = the model under test.
+  auto fp32 = make(ref_dir, a.reference_precision);
+  auto bf16 = make(a.model_dir, a.precision);
   double max_abs = 0, sum_abs = 0, sum_rho = 0, min_rho = 1, spread = 0;
   int64_t pairs = 0;
   int top1_same = 0, top5_set_same = 0, top5_order_same = 0;
@@ -628,6 +636,9 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
   const double n = static_cast<double>(work.size());
   nlohmann::json out = {{"mode", "fidelity"},
                         {"model_dir", a.model_dir},
+                        {"precision", a.precision},
+                        {"reference_model_dir", ref_dir},
+                        {"reference_precision", a.reference_precision},
                         {"queries", work.size()},
                         {"pairs", pairs},
                         {"max_abs_diff", max_abs},
@@ -638,8 +649,10 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
                         {"top1_agreement", top1_same / n},
                         {"top5_set_agreement", top5_set_same / n},
                         {"top5_order_agreement", top5_order_same / n}};
+  std::printf("%s %s vs %s %s: ", a.model_dir.c_str(), a.precision.c_str(), ref_dir.c_str(),
+              a.reference_precision.c_str());
   std::printf(
-      "bf16 vs fp32 over %lld pairs: max |diff| %.4g, mean |diff| %.4g (fp32 score range per query "
+      "over %lld pairs: max |diff| %.4g, mean |diff| %.4g (reference score range per query "
       "%.3g); "
       "Spearman mean %.4f min %.4f; top-1 %.1f%%, top-5 set %.1f%%, top-5 order %.1f%%\n",
       static_cast<long long>(pairs), max_abs, sum_abs / pairs, spread / n, sum_rho / n, min_rho,
@@ -657,6 +670,8 @@ void Usage() {
                "  serve: [--target HOST:PORT] [--rate REQ_PER_S | --concurrency C]\n"
                "  fair:  [--target HOST:PORT] [--concurrency C] [--duration S]\n"
                "         [--light-clients N] [--light-rate REQ_PER_S] [--light-docs D]\n"
+               "  fidelity: [--model-dir DIR] [--precision P] [--reference-model-dir DIR]\n"
+               "         [--reference-precision fp32|bf16]  (default: the model, bf16 vs fp32)\n"
                "  roofline: [--model-dir DIR] [--precision fp32|bf16] [--threads T] [--json]\n"
                "         [--gemm-seconds S] [--forward-repeats N] [--profile-requests N]\n";
 }
@@ -724,6 +739,10 @@ int main(int argc, char** argv) {
       a.light_rate = std::stod(val());
     else if (k == "--light-docs")
       num(&a.light_docs);
+    else if (k == "--reference-model-dir")
+      a.reference_model_dir = val();
+    else if (k == "--reference-precision")
+      a.reference_precision = val();
     else if (k == "--json")
       a.json = true;
     else if (k == "--gemm-seconds")

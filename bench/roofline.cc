@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <iterator>
 #include <map>
 #include <regex>
 
@@ -51,22 +52,36 @@ double PairFlops(const ModelShape& s, int64_t len) {
   return static_cast<double>(s.layers) * (2 * l * (4 * h * h + 2 * h * i) + 4 * l * l * h);
 }
 
-// GFLOP/s of at::linear([m, k] x [n, k]^T + bias) in `dtype`, measured for about `seconds`.
-double GemmGflops(int64_t m, int64_t k, int64_t n, at::ScalarType dtype, double seconds) {
-  c10::InferenceMode guard;
-  auto opts = at::TensorOptions().dtype(dtype);
-  at::Tensor x = at::randn({m, k}, opts), w = at::randn({n, k}, opts), b = at::randn({n}, opts);
-  for (int i = 0; i < 3; ++i) at::linear(x, w, b);  // warm up (oneDNN primitive cache)
-  int iters = 0;
-  const auto t0 = Clock::now();
-  double elapsed = 0;
-  while (elapsed < seconds || iters < 3) {
-    at::linear(x, w, b);
-    ++iters;
-    elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+// at::linear([m, k] x [n, k]^T + bias) in `dtype`; Run() adds measured time and FLOPs, so the
+// measurement can be interleaved with the forward's (both see the same load on a shared machine).
+class GemmBench {
+ public:
+  GemmBench(int64_t m, int64_t k, int64_t n, at::ScalarType dtype) {
+    c10::InferenceMode guard;
+    auto opts = at::TensorOptions().dtype(dtype);
+    x_ = at::randn({m, k}, opts), w_ = at::randn({n, k}, opts), b_ = at::randn({n}, opts);
+    flops_per_call_ = 2.0 * m * k * n;
+    for (int i = 0; i < 3; ++i) at::linear(x_, w_, b_);  // warm up (oneDNN primitive cache)
   }
-  return 2.0 * m * k * n * iters / elapsed / 1e9;
-}
+  void Run(double seconds) {
+    c10::InferenceMode guard;
+    const auto t0 = Clock::now();
+    double elapsed = 0;
+    for (int iters = 0; elapsed < seconds || iters < 2; ++iters) {
+      at::linear(x_, w_, b_);
+      flops_ += flops_per_call_;
+      elapsed = std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+    seconds_ += elapsed;
+  }
+  double flops() const { return flops_; }
+  double seconds() const { return seconds_; }
+  double Gflops() const { return flops_ / seconds_ / 1e9; }
+
+ private:
+  at::Tensor x_, w_, b_;
+  double flops_per_call_ = 0, flops_ = 0, seconds_ = 0;
+};
 
 // Per-op profile categories. Top-level ops only (the TorchScript interpreter's calls): an
 // aten::linear's inner addmm/mkldnn calls are part of its time.
@@ -198,21 +213,11 @@ int RunRoofline(const RooflineOptions& opts, const std::vector<RooflineRequest>&
       "rows x padded length); %d thread(s)\n",
       static_cast<long long>(shape.layers), static_cast<long long>(h), static_cast<long long>(im),
       static_cast<long long>(m), opts.threads);
-  std::printf("| GEMM (M x K x N) | bf16 GFLOP/s | fp32 GFLOP/s |\n|---|---|---|\n");
-  double flops = 0, t_bf16 = 0, t_fp32 = 0;
+  std::vector<GemmBench> bf16_gemms, fp32_gemms;
   for (const auto& g : gemms) {
-    const double f = 2.0 * m * g.k * g.n;
-    const double bf = GemmGflops(m, g.k, g.n, at::kBFloat16, opts.gemm_seconds);
-    const double fp = GemmGflops(m, g.k, g.n, at::kFloat, opts.gemm_seconds);
-    flops += f;
-    t_bf16 += f / bf;
-    t_fp32 += f / fp;
-    std::printf("| %s (%lld x %lld x %lld) | %.1f | %.1f |\n", g.name, static_cast<long long>(m),
-                static_cast<long long>(g.k), static_cast<long long>(g.n), bf, fp);
+    bf16_gemms.emplace_back(m, g.k, g.n, at::kBFloat16);
+    fp32_gemms.emplace_back(m, g.k, g.n, at::kFloat);
   }
-  // One layer's GEMMs in sequence: the FLOP-weighted (harmonic) mean of the four shapes.
-  const double roof_bf16 = flops / t_bf16, roof_fp32 = flops / t_fp32;
-  std::printf("| layer's GEMMs together | **%.1f** | **%.1f** |\n", roof_bf16, roof_fp32);
 
   rerank::TorchScorer::Options so;
   so.model_path = opts.model_path;
@@ -236,21 +241,45 @@ int RunRoofline(const RooflineOptions& opts, const std::vector<RooflineRequest>&
   for (size_t i = 0; i < std::min<size_t>(3, requests.size()); ++i) {
     if (!run_request(requests[i])) return 1;
   }
-  const auto t0 = Clock::now();
-  for (int rep = 0; rep < opts.forward_repeats; ++rep) {
-    for (const auto& r : requests) {
-      if (!run_request(r)) return 1;
+  // Rounds: every GEMM shape and dtype for a slice of gemm_seconds, then a slice of the
+  // forwards; the GEMM roofline and the forward are measured under the same (shared) load.
+  const int64_t total = static_cast<int64_t>(requests.size()) * opts.forward_repeats;
+  const int64_t rounds = std::min<int64_t>(total, 5);
+  double secs = 0;
+  for (int64_t round = 0; round < rounds; ++round) {
+    for (auto& g : bf16_gemms) g.Run(opts.gemm_seconds / rounds);
+    for (auto& g : fp32_gemms) g.Run(opts.gemm_seconds / rounds);
+    const auto t0 = Clock::now();
+    for (int64_t i = total * round / rounds; i < total * (round + 1) / rounds; ++i) {
+      if (!run_request(requests[i % requests.size()])) return 1;
     }
+    secs += std::chrono::duration<double>(Clock::now() - t0).count();
   }
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  std::printf("| GEMM (M x K x N) | bf16 GFLOP/s | fp32 GFLOP/s |\n|---|---|---|\n");
+  double flops = 0, t_bf16 = 0, t_fp32 = 0;
+  for (size_t i = 0; i < std::size(gemms); ++i) {
+    const auto& g = gemms[i];
+    const double f = 2.0 * m * g.k * g.n;
+    const double bf = bf16_gemms[i].Gflops(), fp = fp32_gemms[i].Gflops();
+    flops += f;
+    t_bf16 += f / bf;
+    t_fp32 += f / fp;
+    std::printf("| %s (%lld x %lld x %lld) | %.1f | %.1f |\n", g.name, static_cast<long long>(m),
+                static_cast<long long>(g.k), static_cast<long long>(g.n), bf, fp);
+  }
+  // One layer's GEMMs in sequence: the FLOP-weighted (harmonic) mean of the four shapes.
+  const double roof_bf16 = flops / t_bf16, roof_fp32 = flops / t_fp32;
+  std::printf("| layer's GEMMs together | **%.1f** | **%.1f** |\n", roof_bf16, roof_fp32);
   const double fwd_gflops = flops_per_pass * opts.forward_repeats / secs / 1e9;
   const double pairs_per_s = pair_count * opts.forward_repeats / secs;
   const double roof = opts.precision == "bf16" ? roof_bf16 : roof_fp32;
   std::printf(
       "\nforward (%s): %.0f pairs, %.1f real tokens/pair, %.2f GFLOP per pass (padding "
-      "excluded); %.1f pairs/s = %.1f GFLOP/s = %.1f%% of the %s GEMM roofline\n",
+      "excluded); %.1f pairs/s = %.1f GFLOP/s = %.1f%% of the %s GEMM roofline (measured in %lld "
+      "interleaved rounds)\n",
       opts.precision.c_str(), pair_count, real_tokens / pair_count, flops_per_pass / 1e9,
-      pairs_per_s, fwd_gflops, 100 * fwd_gflops / roof, opts.precision.c_str());
+      pairs_per_s, fwd_gflops, 100 * fwd_gflops / roof, opts.precision.c_str(),
+      static_cast<long long>(rounds));
 
   if (opts.profile_requests > 0) {
     using namespace torch::autograd::profiler;

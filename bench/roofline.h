@@ -16,7 +16,7 @@ struct RooflineOptions {
   std::string model_path;  // model.pt
   std::string precision = "bf16";
   int threads = 2;            // intra-op threads (the GEMMs and the forward)
-  double gemm_seconds = 0.5;  // measuring time per GEMM shape and dtype
+  double gemm_seconds = 1.0;  // measuring time per GEMM shape and dtype (in total)
   int forward_repeats = 1;    // passes over the workload for the forward's GFLOP/s
   int profile_requests = 3;   // requests whose forwards are profiled (0: no profile)
   bool json = false;          // last line: the summary JSON of the issue
