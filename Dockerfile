@@ -17,11 +17,11 @@ COPY deploy/install_deps.sh deploy/install_deps.sh
 RUN bash deploy/install_deps.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
- && cmake --build /build -j"$(nproc)" --target rerankd rerankctl \
+ && cmake --build /build -j"$(nproc)" --target rerankd rerankctl rerank_fused_ops \
  && mkdir -p /out/bin \
  && cp "$(find /build -type f -name rerankd -perm -u+x | head -n1)" /out/bin/rerankd \
  && cp "$(find /build -type f -name rerankctl -perm -u+x | head -n1)" /out/bin/rerankctl \
- && RERANKER_MODEL_DIR=/out/models/demo-minilm-l6 bash deploy/make_demo_model.sh
+ && RERANKER_MODEL_DIR=/out/models/demo-minilm-l6 BUILD=/build bash deploy/make_demo_model.sh
 
 FROM debian:bookworm-slim AS runtime
 # The shared libraries of rerankd and rerankctl (tests/deploy_containers_test.py checks this list

@@ -35,9 +35,10 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# The MiniLM-L6-shaped demo model (random weights) that the default config serves.
-demo-model: deps
-	@bash deploy/make_demo_model.sh
+# The MiniLM-L6-shaped demo model (random weights) that the default config serves. Its export
+# loads the fused ops library (build/server/fused_ops/librerank_fused_ops.so), hence `build`.
+demo-model: build
+	@BUILD=$(BUILD) bash deploy/make_demo_model.sh
 
 # Builds, then runs rerankd in the foreground on the embedded default config (or CONFIG=path).
 run: build demo-model
@@ -64,7 +65,7 @@ fuzz: deps
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) bash tests/fuzz/run_fuzz.sh
 
 bench: build demo-model
-	@bash bench/run_bench.sh
+	@BUILD=$(BUILD) bash bench/run_bench.sh
 
 clean:
 	rm -rf $(BUILD) build-asan build-tsan build-fuzz

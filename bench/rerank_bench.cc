@@ -10,6 +10,9 @@
 //   serve-http : the same closed-loop load (--concurrency C keep-alive connections, one thread
 //           each) over the HTTP data plane's POST /v2/rerank (--target HOST:PORT), with the same
 //           requests (top_n 5, client id "bench"), for comparing the two transports.
+//   roofline: the machine's bf16/fp32 GEMM GFLOP/s at the model's shapes, the raw forward's
+//           effective GFLOP/s on the workload (real tokens only) and their ratio, plus a per-op
+//           profile of the forward (bench/roofline.cc). --json: the summary JSON is the last line.
 //   fair  : fair scheduling against a running server: one heavy client (closed loop, --concurrency
 //           C whole workload requests, client_id "heavy") and --light-clients light clients (each
 //           Poisson at --light-rate req/s, the first --light-docs documents of a request,
@@ -51,6 +54,7 @@
 #include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "bench/roofline.h"
 #include "nlohmann/json.hpp"
 #include "rerank/v1/reranker.grpc.pb.h"
 #include "server/batcher.h"
@@ -89,6 +93,14 @@ struct Args {
   int lone = 5;             // load, idle: sequential lone requests per probe
   int max_outstanding = 20000;  // load: client-side bound on calls in flight
   int connections = 10000;      // idle: idle connections to hold
+  bool json = false;            // roofline: print the summary JSON as the last line
+  double gemm_seconds = 1.0;    // roofline: measuring time per GEMM shape and dtype
+  int forward_repeats = 1;      // roofline: passes over the workload
+  int profile_requests = 3;     // roofline: requests whose forwards are profiled
+  // fidelity: the reference the model (at --precision) is compared with: another model
+  // directory (e.g. the --plain export) and its precision.
+  std::string reference_model_dir;  // default: --model-dir
+  std::string reference_precision = "fp32";
 };
 
 struct Request {
@@ -972,6 +984,42 @@ int RunIdle(const Args& a, const std::vector<Request>& work) {
   return connected == a.connections && without_failed + with_failed == 0 ? 0 : 1;
 }
 
+// Tokenizes and plans the workload as the server would, then runs bench/roofline.cc.
+int RunRooflineMode(const Args& a, const std::vector<Request>& work) {
+  rerank::WordPieceTokenizer::Options to;
+  to.vocab_path = a.model_dir + "/vocab.txt";
+  auto tok = rerank::WordPieceTokenizer::Create(to);
+  if (!tok.ok()) {
+    std::cerr << tok.status() << "\n";
+    return 2;
+  }
+  std::vector<rerank::bench::RooflineRequest> reqs;
+  for (const Request& r : work) {
+    auto q = (*tok)->Tokenize(r.query);
+    std::vector<rerank::Encoding> rows;
+    for (const auto& d : r.docs)
+      rows.push_back((*tok)->EncodePair(*q, *(*tok)->Tokenize(d.second), a.max_length));
+    rerank::bench::RooflineRequest rr;
+    for (const auto& e : rows) rr.lengths.push_back(static_cast<int64_t>(e.input_ids.size()));
+    for (const auto& mb :
+         rerank::PlanMicroBatches(rr.lengths, a.max_batch_pairs, a.max_batch_tokens, a.overhead)) {
+      std::vector<const rerank::Encoding*> ptrs;
+      for (int i : mb.rows) ptrs.push_back(&rows[i]);
+      rr.batches.push_back(rerank::BuildScoreBatch(ptrs, mb.seq_len, (*tok)->pad_id()));
+    }
+    reqs.push_back(std::move(rr));
+  }
+  rerank::bench::RooflineOptions o;
+  o.model_path = a.model_dir + "/model.pt";
+  o.precision = a.precision;
+  o.threads = a.threads;
+  o.gemm_seconds = a.gemm_seconds;
+  o.forward_repeats = a.forward_repeats;
+  o.profile_requests = a.profile_requests;
+  o.json = a.json;
+  return rerank::bench::RunRoofline(o, reqs);
+}
+
 // Spearman rank correlation (average ranks for ties).
 double Spearman(const std::vector<float>& a, const std::vector<float>& b) {
   auto ranks = [](const std::vector<float>& v) {
@@ -1009,7 +1057,9 @@ std::vector<int> TopK(const std::vector<float>& s, size_t k) {
   return idx;
 }
 
-// bf16 vs fp32 on the same SciFact pairs and the same micro-batches the server would run.
+// The model at --precision (default bf16) vs a reference (default: the same model in fp32; or
+// --reference-model-dir, e.g. the plain-op export vs the fused one) on the same SciFact pairs
+// and the same micro-batches the server would run.
 int RunFidelity(const Args& a, const std::vector<Request>& work) {
   rerank::WordPieceTokenizer::Options to;
   to.vocab_path = a.model_dir + "/vocab.txt";
@@ -1019,9 +1069,9 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
     return 2;
   }
   rerank::InitTorchRuntime(a.threads, a.threads);
-  auto make = [&](const std::string& precision) {
+  auto make = [&](const std::string& dir, const std::string& precision) {
     rerank::TorchScorer::Options so;
-    so.model_path = a.model_dir + "/model.pt";
+    so.model_path = dir + "/model.pt";
     so.precision = precision;
     so.intra_op_threads = a.threads;
     auto s = rerank::TorchScorer::Create(so);
@@ -1031,8 +1081,10 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
     }
     return *std::move(s);
   };
-  auto fp32 = make("fp32");
-  auto bf16 = make("bf16");
+  const std::string ref_dir = a.reference_model_dir.empty() ? a.model_dir : a.reference_model_dir;
+  // Named after the default comparison: fp32 = the reference, bf16 = the model under test.
+  auto fp32 = make(ref_dir, a.reference_precision);
+  auto bf16 = make(a.model_dir, a.precision);
   double max_abs = 0, sum_abs = 0, sum_rho = 0, min_rho = 1, spread = 0;
   int64_t pairs = 0;
   int top1_same = 0, top5_set_same = 0, top5_order_same = 0;
@@ -1077,6 +1129,9 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
   const double n = static_cast<double>(work.size());
   nlohmann::json out = {{"mode", "fidelity"},
                         {"model_dir", a.model_dir},
+                        {"precision", a.precision},
+                        {"reference_model_dir", ref_dir},
+                        {"reference_precision", a.reference_precision},
                         {"queries", work.size()},
                         {"pairs", pairs},
                         {"max_abs_diff", max_abs},
@@ -1087,8 +1142,10 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
                         {"top1_agreement", top1_same / n},
                         {"top5_set_agreement", top5_set_same / n},
                         {"top5_order_agreement", top5_order_same / n}};
+  std::printf("%s %s vs %s %s: ", a.model_dir.c_str(), a.precision.c_str(), ref_dir.c_str(),
+              a.reference_precision.c_str());
   std::printf(
-      "bf16 vs fp32 over %lld pairs: max |diff| %.4g, mean |diff| %.4g (fp32 score range per query "
+      "over %lld pairs: max |diff| %.4g, mean |diff| %.4g (reference score range per query "
       "%.3g); "
       "Spearman mean %.4f min %.4f; top-1 %.1f%%, top-5 set %.1f%%, top-5 order %.1f%%\n",
       static_cast<long long>(pairs), max_abs, sum_abs / pairs, spread / n, sum_rho / n, min_rho,
@@ -1098,8 +1155,8 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
 }
 
 void Usage() {
-  std::cerr << "usage: rerank-bench --mode raw|serve|fair|load|idle|fidelity [--workload JSONL] "
-               "[--requests N]\n"
+  std::cerr << "usage: rerank-bench --mode raw|serve|serve-http|fair|load|idle|fidelity|roofline\n"
+               "         [--workload JSONL] [--requests N]\n"
                "  raw:   [--model-dir DIR] [--precision fp32|bf16] [--workers W] [--threads T]\n"
                "         [--max-length L] [--max-batch-pairs P] [--max-batch-tokens K]\n"
                "         [--one-batch-per-request] [--fixed-length N] [--warmup N]\n"
@@ -1109,7 +1166,11 @@ void Usage() {
                "         [--light-clients N] [--light-rate REQ_PER_S] [--light-docs D]\n"
                "  load:  [--target HOST:PORT] --rate REQ_PER_S [--duration S] [--window S]\n"
                "         [--pid SERVER_PID] [--deadline-ms MS] [--lone N] [--max-outstanding N]\n"
-               "  idle:  [--target HOST:PORT] [--connections N] [--lone N] [--pid SERVER_PID]\n";
+               "  idle:  [--target HOST:PORT] [--connections N] [--lone N] [--pid SERVER_PID]\n"
+               "  fidelity: [--model-dir DIR] [--precision P] [--reference-model-dir DIR]\n"
+               "         [--reference-precision fp32|bf16]  (default: the model, bf16 vs fp32)\n"
+               "  roofline: [--model-dir DIR] [--precision fp32|bf16] [--threads T] [--json]\n"
+               "         [--gemm-seconds S] [--forward-repeats N] [--profile-requests N]\n";
 }
 
 }  // namespace
@@ -1187,6 +1248,18 @@ int main(int argc, char** argv) {
       num(&a.max_outstanding);
     else if (k == "--connections")
       num(&a.connections);
+    else if (k == "--reference-model-dir")
+      a.reference_model_dir = val();
+    else if (k == "--reference-precision")
+      a.reference_precision = val();
+    else if (k == "--json")
+      a.json = true;
+    else if (k == "--gemm-seconds")
+      a.gemm_seconds = std::stod(val());
+    else if (k == "--forward-repeats")
+      num(&a.forward_repeats);
+    else if (k == "--profile-requests")
+      num(&a.profile_requests);
     else {
       Usage();
       return k == "--help" ? 0 : 2;
@@ -1202,6 +1275,10 @@ int main(int argc, char** argv) {
   if (a.mode == "fair") return RunFair(a, work);
   if (a.mode == "load") return RunLoad(a, work);
   if (a.mode == "idle") return RunIdle(a, work);
+  if (a.mode == "roofline") {
+    if (a.requests < static_cast<int>(work.size())) work.resize(a.requests);
+    return RunRooflineMode(a, work);
+  }
   if (a.mode == "fidelity") {
     if (a.requests < static_cast<int>(work.size())) work.resize(a.requests);
     return RunFidelity(a, work);

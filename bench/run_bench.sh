@@ -19,7 +19,7 @@ WORKLOAD="${WORKLOAD:-${RERANK_SHARED_DIR:-../shared}/data/bench/scifact_20docs.
 BENCH="$BUILD/bench/rerank-bench"
 export OPENBLAS_NUM_THREADS=1
 [ -f "$WORKLOAD" ] || { echo "run_bench: workload $WORKLOAD not found" >&2; exit 2; }
-bash deploy/make_demo_model.sh
+BUILD="$BUILD" bash deploy/make_demo_model.sh
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { /usr/bin/python3 -c "import json,sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])['$1'])"; }

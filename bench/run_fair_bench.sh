@@ -28,7 +28,7 @@ WORKLOAD="${WORKLOAD:-${RERANK_SHARED_DIR:-../shared}/data/bench/scifact_20docs.
 BENCH="$BUILD/bench/rerank-bench"
 export OPENBLAS_NUM_THREADS=1
 [ -f "$WORKLOAD" ] || { echo "run_fair_bench: workload $WORKLOAD not found" >&2; exit 2; }
-bash deploy/make_demo_model.sh
+BUILD="$BUILD" bash deploy/make_demo_model.sh
 
 port=$(/usr/bin/python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1])")
 tmp=$(mktemp -d)

@@ -3,7 +3,8 @@
 add_library(rerank_model_info STATIC ${CMAKE_CURRENT_LIST_DIR}/model_info.cc)
 target_link_libraries(rerank_model_info PUBLIC absl::status absl::statusor absl::strings yaml-cpp)
 
-add_library(rerank_torch_scorer STATIC ${CMAKE_CURRENT_LIST_DIR}/torch_scorer.cc)
+add_library(rerank_torch_scorer STATIC ${CMAKE_CURRENT_LIST_DIR}/torch_scorer.cc
+                                       $<TARGET_OBJECTS:rerank_fused_ops_obj>)
 target_link_libraries(rerank_torch_scorer PUBLIC absl::status absl::statusor absl::strings
                       PRIVATE ${TORCH_LIBRARIES} ${CMAKE_DL_LIBS})
 target_compile_options(rerank_torch_scorer PRIVATE -Wno-error)

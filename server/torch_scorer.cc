@@ -9,6 +9,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "server/fused_ops/fused_ops.h"
 
 namespace rerank {
 
@@ -61,6 +62,10 @@ absl::StatusOr<std::unique_ptr<TorchScorer>> TorchScorer::Create(const Options& 
     return absl::InvalidArgumentError("execution.intra_op_threads: must be >= 1");
   }
   at::set_num_threads(options.intra_op_threads);
+  // Models exported with the fused ops call torch.ops.rerank.*: referencing the fused-ops object
+  // keeps it (and its TORCH_LIBRARY registration) in every binary that links this scorer.
+  static const int fused_ops = rerank::fused::RegisteredOpCount();
+  (void)fused_ops;
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   try {

@@ -33,6 +33,10 @@ _spec = importlib.util.spec_from_file_location("export_model", TOOL)
 em = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(em)
 
+# model.pt calls the fused ops (torch.ops.rerank.*) by default: register them in this process
+# (librerank_fused_ops.so from $RERANK_FUSED_OPS_LIB or $RERANK_BUILD_DIR, as the exporter finds it).
+FUSED_OPS_LIB = em.load_fused_ops()
+
 TINY = {
     "architectures": ["BertForSequenceClassification"],
     "vocab_size": 200,
@@ -529,6 +533,77 @@ class SafetensorsTest(unittest.TestCase):
                 f.write(struct.pack("<Q", 1 << 40) + b"{}")
             with self.assertRaisesRegex(em.ExportError, "header length"):
                 em.read_safetensors(path)
+
+
+class FusedVsPlainTest(unittest.TestCase):
+    """The default (fused-op) module against the plain-op one (--plain) and the reference."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="export_model_fused_")
+        cls.config_path = os.path.join(cls.tmp, "tiny_config.json")
+        write_json(cls.config_path, TINY)
+        cls.ckpt = os.path.join(cls.tmp, "ckpt")
+        rc, _, err = run_main(["--write-random-checkpoint", "--config", cls.config_path,
+                               "--out", cls.ckpt, "--seed", "5", "--init-std", "0.2",
+                               "--nonzero-biases"])
+        assert rc == 0, err
+        cls.out = {}
+        for kind, extra in (("fused", []), ("plain", ["--plain"])):
+            out = os.path.join(cls.tmp, kind)
+            rc, _, err = run_main(["--checkpoint", cls.ckpt, "--out", out] + extra)
+            assert rc == 0, err
+            cls.out[kind] = out
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def _load(self, kind):
+        return torch.jit.load(os.path.join(self.out[kind], "model.pt"))
+
+    def test_default_module_calls_the_fused_ops_and_plain_does_not(self):
+        fused = str(self._load("fused").inlined_graph)
+        plain = str(self._load("plain").inlined_graph)
+        for op in ("rerank::attention", "rerank::add_layernorm", "rerank::bias_act"):
+            self.assertIn(op, fused)
+            self.assertNotIn(op, plain)
+        self.assertNotIn("rerank::", plain)
+
+    def test_both_match_the_reference(self):
+        sd = load_state_dict(self.ckpt)
+        for kind in ("fused", "plain"):
+            diff, refs = max_diff_vs_reference(self._load(kind), sd, TINY, range(5), 6, 64)
+            self.assertLess(diff, 1e-4, kind)
+            self.assertGreater(torch.tensor(refs).std().item(), 0.1)
+
+    def test_fused_matches_plain_in_fp32_and_bf16_with_ragged_padding(self):
+        fused, plain = self._load("fused"), self._load("plain")
+        gen = torch.Generator().manual_seed(21)
+        ids, mask, types, _ = random_batch(gen, TINY, 7, 50)
+        with torch.no_grad():
+            f32, p32 = fused(ids, mask, types), plain(ids, mask, types)
+            self.assertLess((f32 - p32).abs().max().item(), 1e-5)
+            em.cast_fast_linears(fused, torch.bfloat16)
+            em.cast_fast_linears(plain, torch.bfloat16)
+            f16, p16 = fused(ids, mask, types), plain(ids, mask, types)
+        self.assertEqual(f16.dtype, torch.float32)
+        # Both bf16 modules stay near fp32 (the fused one keeps softmax inputs in float32).
+        tol = 0.1 + 0.05 * p32.abs().max().item()
+        self.assertLess((f16 - p32).abs().max().item(), tol)
+        self.assertLess((f16 - p16).abs().max().item(), tol)
+
+    def test_missing_library_fails_naming_it_and_plain_needs_none(self):
+        missing = os.path.join(self.tmp, "no", "librerank_fused_ops.so")
+        rc, _, err = run_main(["--checkpoint", self.ckpt, "--out", os.path.join(self.tmp, "x"),
+                               "--fused-ops-lib", missing])
+        self.assertEqual(rc, 2)
+        self.assertIn(missing, err)
+        self.assertIn("--plain", err)
+        rc, _, err = run_main(["--checkpoint", self.ckpt, "--out", os.path.join(self.tmp, "y"),
+                               "--plain", "--fused-ops-lib", FUSED_OPS_LIB])
+        self.assertEqual(rc, 2)
+        self.assertIn("--fused-ops-lib", err)
 
 
 class RandomInitTest(unittest.TestCase):

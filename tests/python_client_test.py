@@ -89,6 +89,9 @@ class PythonClientTest(unittest.TestCase):
         out = subprocess.run([os.path.join(BUILD, "tools", "rerank-tokenize"), "--vocab",
                               os.path.join(MODEL, "vocab.txt"), "--max-length", "128"],
                              input=lines, capture_output=True, text=True, check=True).stdout
+        # The model calls the fused ops (torch.ops.rerank.*): register them in this process.
+        torch.ops.load_library(os.path.join(BUILD, "server", "fused_ops",
+                                            "librerank_fused_ops.so"))
         model = torch.jit.load(os.path.join(MODEL, "model.pt")).eval()
         scores = []
         with torch.no_grad():

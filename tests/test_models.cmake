@@ -4,7 +4,8 @@
 # (2 layers, hidden 64, 4 heads, max_position_embeddings 128). The vocab is the real MiniLM
 # WordPiece vocab vendored in third_party/ (a missing file is a configure error, never a silent
 # fallback: the tests' expected rankings depend on it). Weights are deterministic (seed 0), so
-# model.yaml's version is stable.
+# model.yaml's version is stable. The model calls the fused ops (torch.ops.rerank.*, see
+# server/fused_ops/), so the export loads librerank_fused_ops.so: hence the dependency.
 # They use std 0.2 and random biases/LayerNorm rather than BERT's 0.02 init, whose logits are
 # nearly constant (std ~1e-4 across inputs): here scores spread by about 1, so tests comparing
 # scores (padding, batching, ordering, fp32 vs bf16) can actually fail.
@@ -22,8 +23,9 @@ add_custom_command(
   COMMAND ${RERANK_PYTHON} ${CMAKE_SOURCE_DIR}/tools/export_model.py
           --random-init --config ${_tiny_model_config} --out ${RERANK_TINY_MODEL_DIR}
           --name tiny_model --seed 0 --init-std 0.2 --nonzero-biases
-          --vocab ${_tiny_model_vocab}
+          --vocab ${_tiny_model_vocab} --fused-ops-lib $<TARGET_FILE:rerank_fused_ops>
   DEPENDS ${CMAKE_SOURCE_DIR}/tools/export_model.py ${_tiny_model_config} ${_tiny_model_vocab}
+          rerank_fused_ops
   COMMENT "Generating tiny random test model in ${RERANK_TINY_MODEL_DIR}"
   VERBATIM)
 add_custom_target(test_models ALL DEPENDS ${RERANK_TINY_MODEL_DIR}/model.yaml)

@@ -11,7 +11,8 @@ add_custom_command(
           --random-init --config ${CMAKE_SOURCE_DIR}/tests/testdata/tiny_bert_config.json
           --out ${RERANK_TINY_MODEL_B_DIR} --name tiny_model_b --seed 1 --init-std 0.2
           --nonzero-biases --vocab ${RERANK_MINILM_DIR}/vocab.txt
-  DEPENDS ${CMAKE_SOURCE_DIR}/tools/export_model.py
+          --fused-ops-lib $<TARGET_FILE:rerank_fused_ops>
+  DEPENDS ${CMAKE_SOURCE_DIR}/tools/export_model.py rerank_fused_ops
           ${CMAKE_SOURCE_DIR}/tests/testdata/tiny_bert_config.json
   COMMENT "Generating the second tiny test model in ${RERANK_TINY_MODEL_B_DIR}"
   VERBATIM)

@@ -16,6 +16,11 @@ Modes (see --help and tools/README.md):
                                     write a random HF-style checkpoint directory (real HF key
                                     names), so tests exercise the real checkpoint path.
 
+model.pt calls the fused CPU ops torch.ops.rerank.* (server/fused_ops/, FusedLayer) by default:
+exporting loads librerank_fused_ops.so (--fused-ops-lib; built by the CMake target
+rerank_fused_ops), and so must any Python process that loads the model (load_fused_ops);
+rerankd links the ops. --plain exports the plain-op module (ATen ops only), the fp32 reference.
+
 Runs with Debian's /usr/bin/python3 + python3-torch (1.13). It deliberately needs neither
 `transformers` nor `safetensors`: the safetensors format is read and written here.
 Exit status: 0 on success, 2 on a usage error or a bad input (the message names the file/key).
@@ -397,6 +402,113 @@ class InferenceCrossEncoder(nn.Module):
         return logits
 
 
+class FusedLayer(nn.Module):
+    """FastLayer's function with the fused CPU ops of librerank_fused_ops.so
+    (server/fused_ops/fused_ops.h), registered as TorchScript ops torch.ops.rerank.*:
+
+    - rerank::attention: scaled dot-product attention per (pair, head) in one pass, each pair over
+      its own length only (no work on padding; padded rows of the context are zero);
+    - rerank::add_layernorm: bias + residual + LayerNorm after the attention-output and FFN-output
+      GEMMs, also writing the next GEMM's (bf16) input in the same pass;
+    - rerank::bias_act: bias + GELU after the intermediate GEMM.
+
+    The GEMMs are FastLinear weights called without their bias (the epilogues add it), so rerankd's
+    bf16 cast (FastLinear submodules) is unchanged. Parameter names are FastLayer's.
+    forward(x, x_lowp, lengths) -> (x, x_lowp): the float32 residual stream and its copy in the
+    QKV weight's dtype."""
+
+    def __init__(self, layer: BertLayer, cfg: BertConfig):
+        super().__init__()
+        fast = FastLayer(layer, cfg)
+        self.num_heads = fast.num_heads
+        self.qkv = fast.qkv
+        self.attn_out = fast.attn_out
+        self.ln1 = fast.ln1
+        self.ln1_eps = float(fast.ln1.eps)
+        self.ffn_in = fast.ffn_in
+        self.act = fast.act
+        self.ffn_out = fast.ffn_out
+        self.ln2 = fast.ln2
+        self.ln2_eps = float(fast.ln2.eps)
+
+    def forward(self, x: torch.Tensor, x_lowp: torch.Tensor,
+                lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        qkv = F.linear(x_lowp.to(self.qkv.weight.dtype), self.qkv.weight, self.qkv.bias)
+        ctx = torch.ops.rerank.attention(qkv, lengths, self.num_heads)
+        y = F.linear(ctx.to(self.attn_out.weight.dtype), self.attn_out.weight)
+        x, h_in = torch.ops.rerank.add_layernorm(y, self.attn_out.bias, x, self.ln1.weight,
+                                                 self.ln1.bias, self.ln1_eps,
+                                                 self.ffn_in.weight.dtype)
+        h = torch.ops.rerank.bias_act(F.linear(h_in, self.ffn_in.weight), self.ffn_in.bias,
+                                      self.act)
+        y = F.linear(h.to(self.ffn_out.weight.dtype), self.ffn_out.weight)
+        return torch.ops.rerank.add_layernorm(y, self.ffn_out.bias, x, self.ln2.weight,
+                                              self.ln2.bias, self.ln2_eps, self.qkv.weight.dtype)
+
+
+class FusedInferenceCrossEncoder(nn.Module):
+    """InferenceCrossEncoder with FusedLayer layers (the default model.pt; `--plain` exports
+    InferenceCrossEncoder). Same contract and the same bf16 cast (FastLinear submodules); loading
+    it needs the rerank ops registered: rerankd links them, Python loads librerank_fused_ops.so
+    (load_fused_ops)."""
+
+    rerank_mixed_precision: bool
+
+    def __init__(self, model: BertCrossEncoder, cfg: BertConfig):
+        super().__init__()
+        self.rerank_mixed_precision = True
+        self.num_labels = model.num_labels
+        self.embeddings = model.bert.embeddings
+        self.layers = nn.ModuleList([FusedLayer(l, cfg) for l in model.bert.encoder.layer])
+        self.pooler = FastLinear(model.bert.pooler.dense.weight, model.bert.pooler.dense.bias)
+        self.classifier = FastLinear(model.classifier.weight, model.classifier.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        x = self.embeddings(input_ids, token_type_ids).float()
+        # Padding is on the right (the contract), so a pair's real tokens are its first
+        # sum(mask) positions.
+        lengths = attention_mask.sum(1).to(torch.long)
+        x_lowp = x
+        for layer in self.layers:
+            x, x_lowp = layer(x, x_lowp, lengths)
+        pooled = torch.tanh(self.pooler(x[:, 0]).float())
+        logits = self.classifier(pooled).float()
+        if self.num_labels == 1:
+            return logits.squeeze(-1)
+        return logits
+
+
+FUSED_OPS_LIB_ENV = "RERANK_FUSED_OPS_LIB"
+_FUSED_OPS_REL = os.path.join("server", "fused_ops", "librerank_fused_ops.so")
+
+
+def default_fused_ops_lib() -> str:
+    """$RERANK_FUSED_OPS_LIB, else $RERANK_BUILD_DIR/server/fused_ops/librerank_fused_ops.so, else
+    <repo>/build/server/fused_ops/librerank_fused_ops.so (built by the CMake target
+    rerank_fused_ops)."""
+    if os.environ.get(FUSED_OPS_LIB_ENV):
+        return os.environ[FUSED_OPS_LIB_ENV]
+    if os.environ.get("RERANK_BUILD_DIR"):
+        return os.path.join(os.environ["RERANK_BUILD_DIR"], _FUSED_OPS_REL)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(repo, "build", _FUSED_OPS_REL)
+
+
+def load_fused_ops(path: Optional[str] = None) -> str:
+    """Registers torch.ops.rerank.* in this process (idempotent); returns the library's path."""
+    path = os.path.abspath(path or default_fused_ops_lib())
+    if not os.path.isfile(path):
+        raise ExportError(f"fused ops library not found: {path} (build it with `cmake --build "
+                          f"build --target rerank_fused_ops`, pass --fused-ops-lib PATH or set "
+                          f"{FUSED_OPS_LIB_ENV}; or export the plain-op module with --plain)")
+    try:
+        torch.ops.load_library(path)
+    except (OSError, RuntimeError) as e:
+        raise ExportError(f"cannot load fused ops library {path}: {e}") from e
+    return path
+
+
 def cast_fast_linears(module, dtype) -> None:
     """Casts every FastLinear of a (scripted or eager) InferenceCrossEncoder to `dtype`: what
     rerankd does for model.precision bf16 (server/torch_scorer.cc)."""
@@ -737,15 +849,23 @@ def _sha256(path: str) -> str:
 
 def export_model(model: BertCrossEncoder, cfg: BertConfig, out_dir: str, *, name: str,
                  vocab_src: Optional[str], max_length: int, lowercase: bool, precision: str,
-                 score_activation: str, source: str, demo: bool) -> dict:
-    """Scripts `model`, writes out_dir/{model.pt, vocab.txt, model.yaml}; returns the yaml dict."""
+                 score_activation: str, source: str, demo: bool,
+                 fused_ops_lib: Optional[str] = None) -> dict:
+    """Scripts `model`, writes out_dir/{model.pt, vocab.txt, model.yaml}; returns the yaml dict.
+
+    fused_ops_lib: None exports the plain-op module (InferenceCrossEncoder, the fp32 fidelity
+    reference); a path exports FusedInferenceCrossEncoder after loading that library."""
     # rerankd's loader (server/model_info.cc) rejects max_length < 8.
     if min(max_length, cfg.max_position_embeddings) < 8:
         raise ExportError(f"max_length must be >= 8, got --max-length {max_length} and "
                           f"max_position_embeddings {cfg.max_position_embeddings}")
     os.makedirs(out_dir, exist_ok=True)
     model.eval()
-    inference = InferenceCrossEncoder(model, cfg).eval()
+    if fused_ops_lib is None:
+        inference = InferenceCrossEncoder(model, cfg).eval()
+    else:
+        load_fused_ops(fused_ops_lib)
+        inference = FusedInferenceCrossEncoder(model, cfg).eval()
     scripted = torch.jit.script(inference)
     # Write to temporary names and rename, so a watcher never sees half-written files. The
     # TorchScript archive's inner folder is named after the file, hence a temp dir.
@@ -830,6 +950,13 @@ def _warn_num_labels(cfg: BertConfig) -> None:
               file=sys.stderr)
 
 
+def _fused_lib_arg(args) -> Optional[str]:
+    """None with --plain, else the fused ops library to load (--fused-ops-lib or the default)."""
+    if args.plain:
+        return None
+    return args.fused_ops_lib or default_fused_ops_lib()
+
+
 def cmd_checkpoint(args) -> dict:
     ckpt = os.path.abspath(args.checkpoint)
     if not os.path.isdir(ckpt):
@@ -848,7 +975,7 @@ def cmd_checkpoint(args) -> dict:
         vocab_src=vocab, max_length=args.max_length, lowercase=_lowercase_from(ckpt),
         precision=args.precision,
         score_activation=args.score_activation or _default_activation(cfg),
-        source=f"checkpoint:{ckpt}", demo=False)
+        source=f"checkpoint:{ckpt}", demo=False, fused_ops_lib=_fused_lib_arg(args))
 
 
 def cmd_random_init(args) -> dict:
@@ -864,7 +991,7 @@ def cmd_random_init(args) -> dict:
         max_length=args.max_length, lowercase=_lowercase_from(vocab_dir),
         precision=args.precision,
         score_activation=args.score_activation or _default_activation(cfg),
-        source="random-init", demo=True)
+        source="random-init", demo=True, fused_ops_lib=_fused_lib_arg(args))
 
 
 def cmd_write_random_checkpoint(args) -> dict:
@@ -926,6 +1053,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random modes: weight std (default: config initializer_range)")
     p.add_argument("--nonzero-biases", action="store_true",
                    help="random modes: also randomize biases/LayerNorm (tests)")
+    p.add_argument("--plain", action="store_true",
+                   help="export the plain-op module (ATen ops only; the fp32 fidelity "
+                        "reference) instead of the fused-op one")
+    p.add_argument("--fused-ops-lib", metavar="SO",
+                   help="librerank_fused_ops.so to load for the fused module (default: "
+                        f"${FUSED_OPS_LIB_ENV}, else $RERANK_BUILD_DIR/{_FUSED_OPS_REL}, else "
+                        f"<repo>/build/{_FUSED_OPS_REL})")
     return p
 
 
@@ -934,6 +1068,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if (args.random_init or args.write_random_checkpoint) and not args.config:
         parser.error("--config is required with --random-init / --write-random-checkpoint")
+    if args.plain and args.fused_ops_lib:
+        parser.error("--fused-ops-lib is for the fused module; --plain loads no library")
     if args.checkpoint and (args.config or args.vocab):
         parser.error("--config/--vocab are read from the --checkpoint directory")
     start = time.monotonic()

@@ -1,0 +1,564 @@
+#include "server/fused_ops/fused_ops.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <immintrin.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace rerank::fused {
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Kernel choice
+// ---------------------------------------------------------------------------------------------
+
+bool DetectAvx512() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  // libgcc also checks that the OS saves the zmm state (XCR0) before reporting these.
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl");
+#else
+  return false;
+#endif
+}
+
+bool UseAvx512(Kernel kernel) {
+  static const bool has = DetectAvx512();
+  static const bool forced_portable = [] {
+    const char* v = std::getenv("RERANK_FUSED_OPS_KERNEL");
+    return v != nullptr && std::strcmp(v, "portable") == 0;
+  }();
+  switch (kernel) {
+    case Kernel::kPortable:
+      return false;
+    case Kernel::kAvx512:
+      TORCH_CHECK(has,
+                  "rerank fused ops: the AVX-512 kernel was requested but this CPU lacks "
+                  "AVX-512F/BW/VL");
+      return true;
+    case Kernel::kAuto:
+      break;
+  }
+  return has && !forced_portable;
+}
+
+bool IsFloatOrBf16(const at::Tensor& t) {
+  return t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Portable kernels: plain ATen ops, the same math (float32) as the AVX-512 ones.
+// ---------------------------------------------------------------------------------------------
+
+at::Tensor AttentionPortable(const at::Tensor& qkv, const int64_t* len, int64_t heads) {
+  const int64_t b_n = qkv.size(0), t_n = qkv.size(1), hd = qkv.size(2) / 3, d = hd / heads;
+  at::Tensor out = at::zeros({b_n, t_n, hd}, qkv.options());
+  for (int64_t b = 0; b < b_n; ++b) {
+    const int64_t l = len[b];
+    if (l == 0) continue;
+    at::Tensor x = qkv[b].narrow(0, 0, l).to(at::kFloat).view({l, 3, heads, d});
+    at::Tensor q = x.select(1, 0).transpose(0, 1);  // [H, L, D]
+    at::Tensor k = x.select(1, 1).transpose(0, 1);
+    at::Tensor v = x.select(1, 2).transpose(0, 1);
+    at::Tensor p = at::softmax(at::bmm(q, k.transpose(1, 2)), -1);
+    at::Tensor ctx = at::bmm(p, v).transpose(0, 1).reshape({l, hd});
+    out[b].narrow(0, 0, l).copy_(ctx);
+  }
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> AddLayerNormPortable(const at::Tensor& y, const at::Tensor& bias,
+                                                        const at::Tensor& residual,
+                                                        const at::Tensor& weight,
+                                                        const at::Tensor& beta, double eps,
+                                                        at::ScalarType lowp) {
+  at::Tensor z = y.to(at::kFloat) + bias.to(at::kFloat) + residual;
+  at::Tensor out = at::layer_norm(z, {y.size(-1)}, weight, beta, eps);
+  return {out, lowp == at::kFloat ? out : out.to(lowp)};
+}
+
+at::Tensor BiasActPortable(const at::Tensor& x, const at::Tensor& bias, int act) {
+  at::Tensor z = x.to(at::kFloat) + bias.to(at::kFloat);
+  if (act == 0) {
+    z = at::gelu(z);
+  } else if (act == 1) {
+    z = at::gelu(z, "tanh");
+  } else {
+    z = at::relu(z);
+  }
+  return z.to(x.scalar_type());
+}
+
+// ---------------------------------------------------------------------------------------------
+// AVX-512 kernels. Compiled for AVX-512 by the target pragma and only called after the run-time
+// check above. Everything in this region is a plain function of raw pointers (no std:: templates
+// are instantiated here, so no AVX-512 copy of a shared inline function can leak to other code).
+// ---------------------------------------------------------------------------------------------
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,fma")
+
+using bf16_t = uint16_t;
+
+inline __m512 Load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 Load16(const bf16_t* p) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+inline void Store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+// Round to nearest even, as c10::BFloat16; NaN stays a (quiet) NaN.
+inline void Store16(bf16_t* p, __m512 v) {
+  const __m512i x = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(1));
+  __m512i r =
+      _mm512_srli_epi32(_mm512_add_epi32(x, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7fc0));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
+}
+inline float ToFloat(float x) { return x; }
+inline float ToFloat(bf16_t x) {
+  const uint32_t u = static_cast<uint32_t>(x) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// exp(x) for x in float range: Cephes' polynomial on x - n*ln2, scaled by 2^n (vscalefps).
+inline __m512 Exp(__m512 x) {
+  x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.72f)), _mm512_set1_ps(-87.33f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+// erf(x), Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), as ATen's vectorized erf.
+inline __m512 Erf(__m512 x) {
+  const __m512 ax = _mm512_abs_ps(x);
+  const __m512 t = _mm512_div_ps(
+      _mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), ax, _mm512_set1_ps(1)));
+  __m512 p = _mm512_set1_ps(1.061405429f);
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+  p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+  p = _mm512_mul_ps(p, t);
+  const __m512 e = Exp(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)));
+  const __m512 y = _mm512_fnmadd_ps(p, e, _mm512_set1_ps(1.0f));
+  // copysign(y, x)
+  const __m512i sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(INT32_MIN));
+  return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(y), sign));
+}
+
+inline __m512 Act(__m512 z, int act) {
+  if (act == 0) {  // 0.5 z (1 + erf(z / sqrt 2))
+    const __m512 e = Erf(_mm512_mul_ps(z, _mm512_set1_ps(0.70710678118654752f)));
+    return _mm512_mul_ps(_mm512_mul_ps(z, _mm512_set1_ps(0.5f)),
+                         _mm512_add_ps(e, _mm512_set1_ps(1.0f)));
+  }
+  if (act == 1) {
+    // 0.5 z (1 + tanh u), u = sqrt(2/pi) (z + 0.044715 z^3), written as z / (1 + exp(-2u)):
+    // no cancellation in 1 + tanh u for negative u, no overflow for large |u|.
+    const __m512 z3 = _mm512_mul_ps(_mm512_mul_ps(z, z), z);
+    const __m512 u = _mm512_mul_ps(_mm512_set1_ps(-1.5957691216057308f),
+                                   _mm512_fmadd_ps(_mm512_set1_ps(0.044715f), z3, z));
+    return _mm512_div_ps(z, _mm512_add_ps(Exp(u), _mm512_set1_ps(1.0f)));
+  }
+  return _mm512_max_ps(z, _mm512_setzero_ps());
+}
+
+// Scratch of one (pair, head) task, in floats: K transposed [D][lp], V [L][D], scores [4][lp],
+// the current query rows [4][D]. lp = L rounded up to 16.
+struct AttnScratch {
+  float* kt;
+  float* v;
+  float* sc;
+  float* q;
+};
+
+// Scores of R query rows (qf [R][D]) against all key blocks: sc[r][j] = q_r . k_j for j < lp.
+template <int R, int DV>
+inline void QkRows(const float* qf, const float* kt, int64_t lp, float* sc) {
+  constexpr int D = 16 * DV;
+  int64_t c = 0;
+  for (; c + 32 <= lp; c += 32) {
+    __m512 acc[R][2];
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    for (int d = 0; d < D; ++d) {
+      const __m512 k0 = _mm512_loadu_ps(kt + d * lp + c);
+      const __m512 k1 = _mm512_loadu_ps(kt + d * lp + c + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512 q = _mm512_set1_ps(qf[r * D + d]);
+        acc[r][0] = _mm512_fmadd_ps(q, k0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(q, k1, acc[r][1]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(sc + r * lp + c, acc[r][0]);
+      _mm512_storeu_ps(sc + r * lp + c + 16, acc[r][1]);
+    }
+  }
+  for (; c < lp; c += 16) {
+    __m512 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+    for (int d = 0; d < D; ++d) {
+      const __m512 k0 = _mm512_loadu_ps(kt + d * lp + c);
+      for (int r = 0; r < R; ++r)
+        acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(qf[r * D + d]), k0, acc[r]);
+    }
+    for (int r = 0; r < R; ++r) _mm512_storeu_ps(sc + r * lp + c, acc[r]);
+  }
+}
+
+// In place: sc[0..l) = exp(sc - max), sc[l..lp) = 0. Returns 1 / sum.
+inline float SoftmaxRow(float* sc, int64_t l, int64_t lp) {
+  __m512 mx = _mm512_set1_ps(-INFINITY);
+  int64_t j = 0;
+  for (; j + 16 <= l; j += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(sc + j));
+  const __mmask16 tail = static_cast<__mmask16>((1u << (l - j)) - 1);
+  if (j < l) mx = _mm512_mask_max_ps(mx, tail, mx, _mm512_loadu_ps(sc + j));
+  const __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+  __m512 sum = _mm512_setzero_ps();
+  for (j = 0; j + 16 <= l; j += 16) {
+    const __m512 e = Exp(_mm512_sub_ps(_mm512_loadu_ps(sc + j), m));
+    _mm512_storeu_ps(sc + j, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  if (j < lp) {  // the last block: real keys [j, l), padding columns [l, lp) -> 0
+    const __m512 e = _mm512_maskz_mov_ps(tail, Exp(_mm512_sub_ps(_mm512_loadu_ps(sc + j), m)));
+    _mm512_storeu_ps(sc + j, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  return 1.0f / _mm512_reduce_add_ps(sum);
+}
+
+// out rows r < R: (sum_j p[r][j] v_j) * inv[r].
+template <int R, int DV, typename T>
+inline void PvRows(const float* sc, int64_t lp, const float* v, int64_t l, const float* inv, T* out,
+                   int64_t out_stride) {
+  constexpr int D = 16 * DV;
+  __m512 acc[R][DV];
+  for (int r = 0; r < R; ++r)
+    for (int x = 0; x < DV; ++x) acc[r][x] = _mm512_setzero_ps();
+  for (int64_t j = 0; j < l; ++j) {
+    __m512 vv[DV];
+    for (int x = 0; x < DV; ++x) vv[x] = _mm512_loadu_ps(v + j * D + 16 * x);
+    for (int r = 0; r < R; ++r) {
+      const __m512 p = _mm512_set1_ps(sc[r * lp + j]);
+      for (int x = 0; x < DV; ++x) acc[r][x] = _mm512_fmadd_ps(p, vv[x], acc[r][x]);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const __m512 s = _mm512_set1_ps(inv[r]);
+    for (int x = 0; x < DV; ++x)
+      Store16(out + r * out_stride + 16 * x, _mm512_mul_ps(acc[r][x], s));
+  }
+}
+
+template <int R, int DV, typename T>
+inline void AttnRows(const T* q, int64_t stride, const AttnScratch& s, int64_t l, int64_t lp,
+                     T* out, int64_t out_stride) {
+  constexpr int D = 16 * DV;
+  for (int r = 0; r < R; ++r)
+    for (int x = 0; x < DV; ++x)
+      _mm512_storeu_ps(s.q + r * D + 16 * x, Load16(q + r * stride + 16 * x));
+  QkRows<R, DV>(s.q, s.kt, lp, s.sc);
+  float inv[R];
+  for (int r = 0; r < R; ++r) inv[r] = SoftmaxRow(s.sc + r * lp, l, lp);
+  PvRows<R, DV, T>(s.sc, lp, s.v, l, inv, out, out_stride);
+}
+
+// One (pair, head): q/k/v point at row 0 of this head's slices (row stride `stride`), out at
+// row 0 of its context slice; l >= 1 real tokens.
+template <int DV, typename T>
+void AttnHeadAvx512(const T* q, const T* k, const T* v, int64_t stride, int64_t l, T* out,
+                    int64_t out_stride, const AttnScratch& s) {
+  constexpr int D = 16 * DV;
+  const int64_t lp = (l + 15) / 16 * 16;
+  for (int64_t j = 0; j < l; ++j) {
+    for (int x = 0; x < DV; ++x) {
+      _mm512_storeu_ps(s.v + j * D + 16 * x, Load16(v + j * stride + 16 * x));
+    }
+    const T* kj = k + j * stride;
+    for (int d = 0; d < D; ++d) s.kt[d * lp + j] = ToFloat(kj[d]);
+  }
+  for (int d = 0; d < D; ++d)
+    for (int64_t j = l; j < lp; ++j) s.kt[d * lp + j] = 0.0f;
+  int64_t i = 0;
+  for (; i + 4 <= l; i += 4) {
+    AttnRows<4, DV, T>(q + i * stride, stride, s, l, lp, out + i * out_stride, out_stride);
+  }
+  for (; i < l; ++i) {
+    AttnRows<1, DV, T>(q + i * stride, stride, s, l, lp, out + i * out_stride, out_stride);
+  }
+}
+
+template <typename T>
+void AttnHeadDispatch(int64_t dv, const T* q, const T* k, const T* v, int64_t stride, int64_t l,
+                      T* out, int64_t out_stride, const AttnScratch& s) {
+  switch (dv) {
+    case 1:
+      return AttnHeadAvx512<1, T>(q, k, v, stride, l, out, out_stride, s);
+    case 2:
+      return AttnHeadAvx512<2, T>(q, k, v, stride, l, out, out_stride, s);
+    case 3:
+      return AttnHeadAvx512<3, T>(q, k, v, stride, l, out, out_stride, s);
+    default:
+      return AttnHeadAvx512<4, T>(q, k, v, stride, l, out, out_stride, s);
+  }
+}
+
+// One row of AddLayerNorm; n % 16 == 0. out may alias nothing; lowp may be null.
+template <typename Y, typename B>
+void AddLayerNormRowAvx512(const Y* y, const B* bias, const float* res, const float* w,
+                           const float* be, float eps, int64_t n, float* out, bf16_t* lowp) {
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __m512 z =
+        _mm512_add_ps(_mm512_add_ps(Load16(y + j), Load16(bias + j)), _mm512_loadu_ps(res + j));
+    _mm512_storeu_ps(out + j, z);
+    sum = _mm512_add_ps(sum, z);
+  }
+  const float mean = _mm512_reduce_add_ps(sum) / static_cast<float>(n);
+  const __m512 m = _mm512_set1_ps(mean);
+  __m512 sq = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __m512 c = _mm512_sub_ps(_mm512_loadu_ps(out + j), m);
+    sq = _mm512_fmadd_ps(c, c, sq);
+  }
+  const float var = _mm512_reduce_add_ps(sq) / static_cast<float>(n);
+  const __m512 rstd = _mm512_set1_ps(1.0f / std::sqrt(var + eps));
+  for (int64_t j = 0; j < n; j += 16) {
+    const __m512 c = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(out + j), m), rstd);
+    const __m512 o = _mm512_fmadd_ps(c, _mm512_loadu_ps(w + j), _mm512_loadu_ps(be + j));
+    _mm512_storeu_ps(out + j, o);
+    if (lowp != nullptr) Store16(lowp + j, o);
+  }
+}
+
+template <typename Y, typename B>
+void AddLayerNormRowsAvx512(const Y* y, const B* bias, const float* res, const float* w,
+                            const float* be, float eps, int64_t n, int64_t rows, float* out,
+                            bf16_t* lowp) {
+  for (int64_t r = 0; r < rows; ++r) {
+    AddLayerNormRowAvx512(y + r * n, bias, res + r * n, w, be, eps, n, out + r * n,
+                          lowp != nullptr ? lowp + r * n : nullptr);
+  }
+}
+
+template <typename T>
+void BiasActRowsAvx512(const T* x, const T* bias, int act, int64_t n, int64_t rows, T* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < n; j += 16) {
+      const __m512 z = _mm512_add_ps(Load16(x + r * n + j), Load16(bias + j));
+      Store16(out + r * n + j, Act(z, act));
+    }
+  }
+}
+
+#pragma GCC pop_options
+
+// ---------------------------------------------------------------------------------------------
+// Op entry points
+// ---------------------------------------------------------------------------------------------
+
+template <typename T>
+T* Ptr(const at::Tensor& t) {
+  return reinterpret_cast<T*>(t.data_ptr());
+}
+
+int ActCode(const std::string& act) {
+  if (act == "gelu") return 0;
+  if (act == "gelu_tanh") return 1;
+  if (act == "relu") return 2;
+  TORCH_CHECK(false, "rerank::bias_act: act must be gelu, gelu_tanh or relu, got '", act, "'");
+  return -1;
+}
+
+}  // namespace
+
+bool CpuHasAvx512() {
+  static const bool has = DetectAvx512();
+  return has;
+}
+
+const char* AutoKernelName() { return UseAvx512(Kernel::kAuto) ? "avx512" : "portable"; }
+
+at::Tensor Attention(const at::Tensor& qkv, const at::Tensor& lengths, int64_t num_heads,
+                     Kernel kernel) {
+  TORCH_CHECK(qkv.dim() == 3, "rerank::attention: qkv must be [B, T, 3*H*D], got ", qkv.sizes());
+  TORCH_CHECK(IsFloatOrBf16(qkv), "rerank::attention: qkv must be float32 or bfloat16, got ",
+              qkv.scalar_type());
+  TORCH_CHECK(num_heads >= 1 && qkv.size(2) % (3 * num_heads) == 0,
+              "rerank::attention: qkv's last dimension ", qkv.size(2), " is not 3 * num_heads (",
+              num_heads, ") * head_dim");
+  TORCH_CHECK(
+      lengths.dim() == 1 && lengths.size(0) == qkv.size(0) && lengths.scalar_type() == at::kLong,
+      "rerank::attention: lengths must be int64 [B] with B = ", qkv.size(0));
+  const at::Tensor x = qkv.contiguous();
+  const at::Tensor lens = lengths.contiguous();
+  const int64_t b_n = x.size(0), t_n = x.size(1), hd = x.size(2) / 3, d = hd / num_heads;
+  const int64_t* len = lens.data_ptr<int64_t>();
+  for (int64_t b = 0; b < b_n; ++b) {
+    TORCH_CHECK(len[b] >= 0 && len[b] <= t_n, "rerank::attention: lengths[", b, "] = ", len[b],
+                " is outside [0, ", t_n, "]");
+  }
+  if (!UseAvx512(kernel) || d % 16 != 0 || d > 64) return AttentionPortable(x, len, num_heads);
+  at::Tensor out = at::empty({b_n, t_n, hd}, x.options());
+  const int64_t elem = x.element_size();
+  for (int64_t b = 0; b < b_n; ++b) {  // padding rows are zero
+    if (len[b] < t_n) {
+      std::memset(static_cast<char*>(out.data_ptr()) + (b * t_n + len[b]) * hd * elem, 0,
+                  (t_n - len[b]) * hd * elem);
+    }
+  }
+  const int64_t stride = 3 * hd;
+  const int64_t tp = (t_n + 15) / 16 * 16;
+  const bool bf16 = x.scalar_type() == at::kBFloat16;
+  at::parallel_for(0, b_n * num_heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(static_cast<size_t>(d * tp + t_n * d + 4 * tp + 4 * d));
+    AttnScratch s{buf.data(), buf.data() + d * tp, buf.data() + d * tp + t_n * d,
+                  buf.data() + d * tp + t_n * d + 4 * tp};
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / num_heads, h = task % num_heads, l = len[b];
+      if (l == 0) continue;
+      const int64_t row0 = b * t_n * stride + h * d;
+      const int64_t out0 = b * t_n * hd + h * d;
+      if (bf16) {
+        const bf16_t* p = Ptr<bf16_t>(x);
+        AttnHeadDispatch<bf16_t>(d / 16, p + row0, p + row0 + hd, p + row0 + 2 * hd, stride, l,
+                                 Ptr<bf16_t>(out) + out0, hd, s);
+      } else {
+        const float* p = Ptr<float>(x);
+        AttnHeadDispatch<float>(d / 16, p + row0, p + row0 + hd, p + row0 + 2 * hd, stride, l,
+                                Ptr<float>(out) + out0, hd, s);
+      }
+    }
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> AddLayerNorm(const at::Tensor& y, const at::Tensor& bias,
+                                                const at::Tensor& residual,
+                                                const at::Tensor& weight, const at::Tensor& beta,
+                                                double eps, at::ScalarType lowp_dtype,
+                                                Kernel kernel) {
+  TORCH_CHECK(y.dim() >= 1 && IsFloatOrBf16(y) && IsFloatOrBf16(bias),
+              "rerank::add_layernorm: y and bias must be float32 or bfloat16");
+  const int64_t n = y.size(-1);
+  TORCH_CHECK(bias.dim() == 1 && bias.size(0) == n, "rerank::add_layernorm: bias must be [", n,
+              "], got ", bias.sizes());
+  TORCH_CHECK(residual.sizes() == y.sizes() && residual.scalar_type() == at::kFloat,
+              "rerank::add_layernorm: residual must be float32 of y's shape ", y.sizes());
+  TORCH_CHECK(weight.dim() == 1 && weight.size(0) == n && beta.dim() == 1 && beta.size(0) == n &&
+                  weight.scalar_type() == at::kFloat && beta.scalar_type() == at::kFloat,
+              "rerank::add_layernorm: weight and beta must be float32 [", n, "]");
+  TORCH_CHECK(lowp_dtype == at::kFloat || lowp_dtype == at::kBFloat16,
+              "rerank::add_layernorm: lowp_dtype must be float32 or bfloat16");
+  if (!UseAvx512(kernel) || n % 16 != 0) {
+    return AddLayerNormPortable(y, bias, residual, weight, beta, eps, lowp_dtype);
+  }
+  const at::Tensor yc = y.contiguous(), bc = bias.contiguous(), rc = residual.contiguous();
+  const at::Tensor wc = weight.contiguous(), ec = beta.contiguous();
+  at::Tensor out = at::empty(y.sizes(), y.options().dtype(at::kFloat));
+  at::Tensor lowp =
+      lowp_dtype == at::kFloat ? out : at::empty(y.sizes(), y.options().dtype(lowp_dtype));
+  const int64_t rows = n == 0 ? 0 : y.numel() / n;
+  const float e = static_cast<float>(eps);
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    const int64_t off = begin * n;
+    bf16_t* lp = lowp_dtype == at::kFloat ? nullptr : Ptr<bf16_t>(lowp) + off;
+    float* o = Ptr<float>(out) + off;
+    const float* r = Ptr<float>(rc) + off;
+    const bool yb = yc.scalar_type() == at::kBFloat16, bb = bc.scalar_type() == at::kBFloat16;
+    if (yb && bb) {
+      AddLayerNormRowsAvx512(Ptr<bf16_t>(yc) + off, Ptr<bf16_t>(bc), r, Ptr<float>(wc),
+                             Ptr<float>(ec), e, n, end - begin, o, lp);
+    } else if (yb) {
+      AddLayerNormRowsAvx512(Ptr<bf16_t>(yc) + off, Ptr<float>(bc), r, Ptr<float>(wc),
+                             Ptr<float>(ec), e, n, end - begin, o, lp);
+    } else if (bb) {
+      AddLayerNormRowsAvx512(Ptr<float>(yc) + off, Ptr<bf16_t>(bc), r, Ptr<float>(wc),
+                             Ptr<float>(ec), e, n, end - begin, o, lp);
+    } else {
+      AddLayerNormRowsAvx512(Ptr<float>(yc) + off, Ptr<float>(bc), r, Ptr<float>(wc),
+                             Ptr<float>(ec), e, n, end - begin, o, lp);
+    }
+  });
+  return {out, lowp};
+}
+
+at::Tensor BiasAct(const at::Tensor& x, const at::Tensor& bias, const std::string& act,
+                   Kernel kernel) {
+  const int code = ActCode(act);
+  TORCH_CHECK(x.dim() >= 1 && IsFloatOrBf16(x), "rerank::bias_act: x must be float32 or bfloat16");
+  const int64_t n = x.size(-1);
+  TORCH_CHECK(bias.dim() == 1 && bias.size(0) == n && IsFloatOrBf16(bias),
+              "rerank::bias_act: bias must be float32 or bfloat16 [", n, "], got ", bias.sizes());
+  if (!UseAvx512(kernel) || n % 16 != 0 || bias.scalar_type() != x.scalar_type()) {
+    return BiasActPortable(x, bias, code);
+  }
+  const at::Tensor xc = x.contiguous(), bc = bias.contiguous();
+  at::Tensor out = at::empty(x.sizes(), x.options());
+  const int64_t rows = n == 0 ? 0 : x.numel() / n;
+  const bool bf16 = x.scalar_type() == at::kBFloat16;
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    if (bf16) {
+      BiasActRowsAvx512(Ptr<bf16_t>(xc) + begin * n, Ptr<bf16_t>(bc), code, n, end - begin,
+                        Ptr<bf16_t>(out) + begin * n);
+    } else {
+      BiasActRowsAvx512(Ptr<float>(xc) + begin * n, Ptr<float>(bc), code, n, end - begin,
+                        Ptr<float>(out) + begin * n);
+    }
+  });
+  return out;
+}
+
+namespace {
+
+at::Tensor AttentionOp(const at::Tensor& qkv, const at::Tensor& lengths, int64_t num_heads) {
+  return Attention(qkv, lengths, num_heads);
+}
+
+std::tuple<at::Tensor, at::Tensor> AddLayerNormOp(const at::Tensor& y, const at::Tensor& bias,
+                                                  const at::Tensor& residual,
+                                                  const at::Tensor& weight, const at::Tensor& beta,
+                                                  double eps, at::ScalarType lowp_dtype) {
+  return AddLayerNorm(y, bias, residual, weight, beta, eps, lowp_dtype);
+}
+
+at::Tensor BiasActOp(const at::Tensor& x, const at::Tensor& bias, c10::string_view act) {
+  return BiasAct(x, bias, std::string(act));
+}
+
+}  // namespace
+
+int RegisteredOpCount() { return 3; }
+
+}  // namespace rerank::fused
+
+TORCH_LIBRARY(rerank, m) {
+  m.def("attention(Tensor qkv, Tensor lengths, int num_heads) -> Tensor",
+        &rerank::fused::AttentionOp);
+  m.def(
+      "add_layernorm(Tensor y, Tensor bias, Tensor residual, Tensor weight, Tensor beta, float "
+      "eps, ScalarType lowp_dtype) -> (Tensor, Tensor)",
+      &rerank::fused::AddLayerNormOp);
+  m.def("bias_act(Tensor x, Tensor bias, str act) -> Tensor", &rerank::fused::BiasActOp);
+}
