@@ -78,6 +78,7 @@ class OverloadServiceTest : public ::testing::Test {
     dir_ = testing::FreshTestDir("overload_service_test");
     config_.model.dir = TinyModelDir();
     config_.server.listen = "127.0.0.1:0";
+    config_.server.http_listen = "";  // the default 0.0.0.0:8080 would collide across tests
     config_.admin.http_listen = "127.0.0.1:0";
     config_.admin.grpc_listen = "";
     config_.audit.path = (dir_ / "audit.jsonl").string();
@@ -160,7 +161,7 @@ class OverloadServiceTest : public ::testing::Test {
 };
 
 TEST_F(OverloadServiceTest, CancelledAndExpiredRequestsNeverReachTheModelAndAreCounted) {
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   scorer_.Watch(TokenId("zebra"));    // only the cancelled request's documents
   scorer_.Watch(TokenId("volcano"));  // only the expiring request's documents
   const int64_t warmup_rows = scorer_.rows();
@@ -214,7 +215,7 @@ TEST_F(OverloadServiceTest, CancelledAndExpiredRequestsNeverReachTheModelAndAreC
 // behind a held worker, it ends DEADLINE_EXCEEDED without reaching the model.
 TEST_F(OverloadServiceTest, CallWithoutDeadlineIsCappedByMaxRequestTime) {
   config_.server.max_request_ms = 300;
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   scorer_.Watch(TokenId("volcano"));
   const int64_t warmup_rows = scorer_.rows();
   scorer_.Close();
@@ -251,7 +252,7 @@ TEST_F(OverloadServiceTest, CallWithoutDeadlineIsCappedByMaxRequestTime) {
 }
 
 TEST_F(OverloadServiceTest, ModelThatThrowsFailsThatBatchWithInternalAndServingContinues) {
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   scorer_.ThrowOnForward(2);  // the second of three back-to-back requests
   v1::RerankResponse first;
   ASSERT_TRUE(Call(Req("a", "berlin", {"people live in berlin", "rivers"}), &first).ok());
@@ -308,6 +309,7 @@ TEST_F(OverloadServiceTest, TorchScriptForwardThatRaisesBecomesInternalAndServin
     if (!s.ok()) return s.status();
     return std::unique_ptr<Scorer>(new OutOfVocabOnForward(*std::move(s), &forwards, 2));
   });
+  ASSERT_TRUE(server_ != nullptr);
   EXPECT_TRUE(Call(Req("a", "berlin", {"people live in berlin"})).ok());
   grpc::Status failed = Call(Req("a", "berlin", {"the city of berlin"}));
   EXPECT_EQ(failed.error_code(), grpc::StatusCode::INTERNAL);
@@ -324,7 +326,7 @@ TEST_F(OverloadServiceTest, BurstOverCapacityIsShedAndALoneRequestIsFastAtOnce) 
   // Each flooding client is held to 12 queued pairs, so the queue (64) keeps room for others.
   config_.execution.max_client_queue_pairs = 12;
   config_.execution.max_queue_pairs = 64;
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   scorer_.SetDelay(absl::Milliseconds(20));  // a slow model: ~4 pairs per 20 ms
   // 4 clients x 25 requests x 4 pairs = 400 pairs at once, against 4 x 12 queued pairs.
   std::vector<std::unique_ptr<AsyncCall>> calls;
@@ -392,7 +394,7 @@ TEST_F(OverloadServiceTest, HoldsAThousandIdleConnectionsAndStillServesALoneRequ
     GTEST_SKIP() << "RLIMIT_NOFILE hard limit " << lim.rlim_max << " is below "
                  << 2 * kConnections + 500;
   }
-  Start();
+  ASSERT_NO_FATAL_FAILURE(Start());
   auto lone = [&] {
     const absl::Time t = absl::Now();
     EXPECT_TRUE(Call(Req("lone", "berlin", {"people live in berlin"})).ok());
