@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/notification.h"
+#include "common/http/http_status.h"
 #include "common/proto_json.h"
 #include "common/status_macros.h"
 
@@ -28,28 +29,10 @@ AdminHttpResponse Error(int status, absl::string_view message) {
   return Json(status, e);
 }
 
-int HttpStatusFor(const absl::Status& s) {
-  switch (s.code()) {
-    case absl::StatusCode::kInvalidArgument:
-      return 400;
-    case absl::StatusCode::kUnauthenticated:
-      return 401;
-    case absl::StatusCode::kPermissionDenied:
-      return 403;
-    case absl::StatusCode::kNotFound:
-      return 404;
-    case absl::StatusCode::kAborted:
-      return 409;
-    case absl::StatusCode::kUnimplemented:
-      return 501;
-    case absl::StatusCode::kUnavailable:
-      return 503;
-    default:
-      return 500;
-  }
+// The one absl::Status -> HTTP conversion (common/http/http_status.h), shared with the data plane.
+AdminHttpResponse FromStatus(const absl::Status& s) {
+  return Error(HttpStatusFromStatus(s), s.message());
 }
-
-AdminHttpResponse FromStatus(const absl::Status& s) { return Error(HttpStatusFor(s), s.message()); }
 
 std::optional<std::string> Header(const AdminHttpRequest& req, const std::string& name) {
   auto it = req.headers.find(name);
