@@ -249,6 +249,25 @@ int RunRaw(const Args& a, const std::vector<Request>& work) {
   return 0;
 }
 
+// The serve modes' summary: one human line and the JSON line (`out` plus the common figures).
+void PrintServed(nlohmann::json out, const char* label, const std::vector<double>& latencies_ms,
+                 int64_t pairs_done, double secs, int errors, const std::string& first_error) {
+  out["ok"] = latencies_ms.size();
+  out["errors"] = errors;
+  out["seconds"] = secs;
+  out["pairs_per_s"] = pairs_done / secs;
+  out["latency_ms_p50"] = Percentile(latencies_ms, 50);
+  out["latency_ms_p95"] = Percentile(latencies_ms, 95);
+  out["latency_ms_p99"] = Percentile(latencies_ms, 99);
+  std::printf(
+      "%s: %lld pairs in %.2fs = %.1f pairs/s; latency p50 %.1f p95 %.1f p99 %.1f ms; %d "
+      "errors%s%s\n",
+      label, static_cast<long long>(pairs_done), secs, pairs_done / secs,
+      Percentile(latencies_ms, 50), Percentile(latencies_ms, 95), Percentile(latencies_ms, 99),
+      errors, errors ? " first: " : "", first_error.c_str());
+  std::printf("%s\n", out.dump().c_str());
+}
+
 int RunServe(const Args& a, const std::vector<Request>& work) {
   auto channel = grpc::CreateChannel(a.target, grpc::InsecureChannelCredentials());
   auto stub = rerank::v1::Reranker::NewStub(channel);
@@ -322,25 +341,12 @@ int RunServe(const Args& a, const std::vector<Request>& work) {
   all_done.WaitForNotification();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   absl::MutexLock l(&mu);
-  nlohmann::json out = {{"mode", "serve"},
-                        {"target", a.target},
-                        {"rate", a.rate},
-                        {"concurrency", a.rate > 0 ? 0 : a.concurrency},
-                        {"requests", total},
-                        {"ok", latencies_ms.size()},
-                        {"errors", errors},
-                        {"seconds", secs},
-                        {"pairs_per_s", pairs_done / secs},
-                        {"latency_ms_p50", Percentile(latencies_ms, 50)},
-                        {"latency_ms_p95", Percentile(latencies_ms, 95)},
-                        {"latency_ms_p99", Percentile(latencies_ms, 99)}};
-  std::printf(
-      "served: %lld pairs in %.2fs = %.1f pairs/s; latency p50 %.1f p95 %.1f p99 %.1f ms; %d "
-      "errors%s%s\n",
-      static_cast<long long>(pairs_done), secs, pairs_done / secs, Percentile(latencies_ms, 50),
-      Percentile(latencies_ms, 95), Percentile(latencies_ms, 99), errors, errors ? " first: " : "",
-      first_error.c_str());
-  std::printf("%s\n", out.dump().c_str());
+  PrintServed({{"mode", "serve"},
+               {"target", a.target},
+               {"rate", a.rate},
+               {"concurrency", a.rate > 0 ? 0 : a.concurrency},
+               {"requests", total}},
+              "served", latencies_ms, pairs_done, secs, errors, first_error);
   return errors == 0 ? 0 : 1;
 }
 
@@ -473,24 +479,11 @@ int RunServeHttp(const Args& a, const std::vector<Request>& work) {
   for (std::thread& t : clients) t.join();
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   absl::MutexLock l(&mu);
-  nlohmann::json out = {{"mode", "serve-http"},
-                        {"target", a.target},
-                        {"concurrency", a.concurrency},
-                        {"requests", total},
-                        {"ok", latencies_ms.size()},
-                        {"errors", errors},
-                        {"seconds", secs},
-                        {"pairs_per_s", pairs_done / secs},
-                        {"latency_ms_p50", Percentile(latencies_ms, 50)},
-                        {"latency_ms_p95", Percentile(latencies_ms, 95)},
-                        {"latency_ms_p99", Percentile(latencies_ms, 99)}};
-  std::printf(
-      "served (HTTP): %lld pairs in %.2fs = %.1f pairs/s; latency p50 %.1f p95 %.1f p99 %.1f ms; "
-      "%d errors%s%s\n",
-      static_cast<long long>(pairs_done), secs, pairs_done / secs, Percentile(latencies_ms, 50),
-      Percentile(latencies_ms, 95), Percentile(latencies_ms, 99), errors, errors ? " first: " : "",
-      first_error.c_str());
-  std::printf("%s\n", out.dump().c_str());
+  PrintServed({{"mode", "serve-http"},
+               {"target", a.target},
+               {"concurrency", a.concurrency},
+               {"requests", total}},
+              "served (HTTP)", latencies_ms, pairs_done, secs, errors, first_error);
   return errors == 0 ? 0 : 1;
 }
 
