@@ -192,6 +192,18 @@ struct AttnScratch {
   float* q;
 };
 
+// Floats of scratch one thread needs for heads of dimension d over pairs of at most t_max tokens.
+inline int64_t AttnScratchFloats(int64_t d, int64_t t_max) {
+  const int64_t tp = (t_max + 15) / 16 * 16;
+  return d * tp + t_max * d + 4 * tp + 4 * d;
+}
+// Carves AttnScratchFloats(d, t_max) floats at buf into one task's scratch.
+inline AttnScratch AttnScratchAt(float* buf, int64_t d, int64_t t_max) {
+  const int64_t tp = (t_max + 15) / 16 * 16;
+  return AttnScratch{buf, buf + d * tp, buf + d * tp + t_max * d,
+                     buf + d * tp + t_max * d + 4 * tp};
+}
+
 // Scores of R query rows (qf [R][D]) against all key blocks: sc[r][j] = q_r . k_j for j < lp.
 template <int R, int DV>
 inline void QkRows(const float* qf, const float* kt, int64_t lp, float* sc) {
@@ -429,12 +441,10 @@ at::Tensor Attention(const at::Tensor& qkv, const at::Tensor& lengths, int64_t n
     }
   }
   const int64_t stride = 3 * hd;
-  const int64_t tp = (t_n + 15) / 16 * 16;
   const bool bf16 = x.scalar_type() == at::kBFloat16;
   at::parallel_for(0, b_n * num_heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> buf(static_cast<size_t>(d * tp + t_n * d + 4 * tp + 4 * d));
-    AttnScratch s{buf.data(), buf.data() + d * tp, buf.data() + d * tp + t_n * d,
-                  buf.data() + d * tp + t_n * d + 4 * tp};
+    std::vector<float> buf(static_cast<size_t>(AttnScratchFloats(d, t_n)));
+    const AttnScratch s = AttnScratchAt(buf.data(), d, t_n);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / num_heads, h = task % num_heads, l = len[b];
       if (l == 0) continue;
