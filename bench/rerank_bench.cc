@@ -136,6 +136,37 @@ double Percentile(std::vector<double> v, double p) {
   return v[idx];
 }
 
+// One request's (query, passage) pairs tokenized exactly as the server does.
+std::vector<rerank::Encoding> EncodeRequest(const rerank::WordPieceTokenizer& tok, const Request& r,
+                                            int max_length) {
+  std::vector<rerank::Encoding> rows;
+  auto q = tok.Tokenize(r.query);
+  for (const auto& d : r.docs)
+    rows.push_back(tok.EncodePair(*q, *tok.Tokenize(d.second), max_length));
+  return rows;
+}
+
+// One request's rows as the micro-batches the server would run (PlanMicroBatches with the
+// model's padding_free, then BuildScoreBatch). rows_of[k]: the request rows of batches[k].
+struct PlannedRequest {
+  std::vector<rerank::ScoreBatch> batches;
+  std::vector<std::vector<int>> rows_of;
+};
+PlannedRequest PlanRequest(const std::vector<rerank::Encoding>& rows, const Args& a, int64_t pad_id,
+                           bool padding_free) {
+  std::vector<int64_t> lengths;
+  for (const auto& e : rows) lengths.push_back(static_cast<int64_t>(e.input_ids.size()));
+  PlannedRequest out;
+  for (const auto& mb : rerank::PlanMicroBatches(lengths, a.max_batch_pairs, a.max_batch_tokens,
+                                                 a.overhead, padding_free)) {
+    std::vector<const rerank::Encoding*> ptrs;
+    for (int i : mb.rows) ptrs.push_back(&rows[i]);
+    out.batches.push_back(rerank::BuildScoreBatch(ptrs, mb.seq_len, pad_id));
+    out.rows_of.push_back(mb.rows);
+  }
+  return out;
+}
+
 int RunRaw(const Args& a, const std::vector<Request>& work) {
   rerank::WordPieceTokenizer::Options to;
   to.vocab_path = a.model_dir + "/vocab.txt";
@@ -148,11 +179,7 @@ int RunRaw(const Args& a, const std::vector<Request>& work) {
   std::vector<std::vector<rerank::Encoding>> rows(work.size());
   int64_t pairs = 0;
   for (size_t i = 0; i < work.size(); ++i) {
-    auto q = (*tok)->Tokenize(work[i].query);
-    for (const auto& d : work[i].docs) {
-      auto ids = (*tok)->Tokenize(d.second);
-      rows[i].push_back((*tok)->EncodePair(*q, *ids, a.max_length));
-    }
+    rows[i] = EncodeRequest(**tok, work[i], a.max_length);
     pairs += static_cast<int64_t>(rows[i].size());
   }
   int64_t real_tokens = 0;
@@ -173,21 +200,19 @@ int RunRaw(const Args& a, const std::vector<Request>& work) {
   std::atomic<int> loaded{0};
   std::atomic<bool> failed{false};
   auto run_one = [&](rerank::Scorer& scorer, size_t i) -> bool {
-    std::vector<int64_t> lengths;
-    for (const auto& e : rows[i]) lengths.push_back(static_cast<int64_t>(e.input_ids.size()));
-    std::vector<rerank::MicroBatch> plan;
+    std::vector<rerank::ScoreBatch> plan;
     if (a.one_batch_per_request) {
-      rerank::MicroBatch mb;
-      for (size_t k = 0; k < rows[i].size(); ++k) mb.rows.push_back(static_cast<int>(k));
-      mb.seq_len = *std::max_element(lengths.begin(), lengths.end());
-      plan.push_back(mb);
-    } else {
-      plan = rerank::PlanMicroBatches(lengths, a.max_batch_pairs, a.max_batch_tokens, a.overhead);
-    }
-    for (const auto& mb : plan) {
       std::vector<const rerank::Encoding*> ptrs;
-      for (int r : mb.rows) ptrs.push_back(&rows[i][r]);
-      auto sb = rerank::BuildScoreBatch(ptrs, mb.seq_len, (*tok)->pad_id());
+      int64_t longest = 0;
+      for (const auto& e : rows[i]) {
+        ptrs.push_back(&e);
+        longest = std::max(longest, static_cast<int64_t>(e.input_ids.size()));
+      }
+      plan.push_back(rerank::BuildScoreBatch(ptrs, longest, (*tok)->pad_id()));
+    } else {
+      plan = PlanRequest(rows[i], a, (*tok)->pad_id(), scorer.PaddingFree()).batches;
+    }
+    for (const auto& sb : plan) {
       auto s = scorer.Score(sb);
       if (!s.ok()) {
         std::cerr << s.status() << "\n";
@@ -986,20 +1011,25 @@ int RunRooflineMode(const Args& a, const std::vector<Request>& work) {
     std::cerr << tok.status() << "\n";
     return 2;
   }
+  // The plan depends on whether the model computes on padding: ask the model itself.
+  rerank::InitTorchRuntime(a.threads, a.threads);
+  rerank::TorchScorer::Options so;
+  so.model_path = a.model_dir + "/model.pt";
+  so.precision = a.precision;
+  so.intra_op_threads = a.threads;
+  auto probe = rerank::TorchScorer::Create(so);
+  if (!probe.ok()) {
+    std::cerr << probe.status() << "\n";
+    return 2;
+  }
+  const bool padding_free = (*probe)->PaddingFree();
+  probe->reset();
   std::vector<rerank::bench::RooflineRequest> reqs;
   for (const Request& r : work) {
-    auto q = (*tok)->Tokenize(r.query);
-    std::vector<rerank::Encoding> rows;
-    for (const auto& d : r.docs)
-      rows.push_back((*tok)->EncodePair(*q, *(*tok)->Tokenize(d.second), a.max_length));
+    const std::vector<rerank::Encoding> rows = EncodeRequest(**tok, r, a.max_length);
     rerank::bench::RooflineRequest rr;
     for (const auto& e : rows) rr.lengths.push_back(static_cast<int64_t>(e.input_ids.size()));
-    for (const auto& mb :
-         rerank::PlanMicroBatches(rr.lengths, a.max_batch_pairs, a.max_batch_tokens, a.overhead)) {
-      std::vector<const rerank::Encoding*> ptrs;
-      for (int i : mb.rows) ptrs.push_back(&rows[i]);
-      rr.batches.push_back(rerank::BuildScoreBatch(ptrs, mb.seq_len, (*tok)->pad_id()));
-    }
+    rr.batches = PlanRequest(rows, a, (*tok)->pad_id(), padding_free).batches;
     reqs.push_back(std::move(rr));
   }
   rerank::bench::RooflineOptions o;
@@ -1082,23 +1112,17 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
   int64_t pairs = 0;
   int top1_same = 0, top5_set_same = 0, top5_order_same = 0;
   for (const Request& r : work) {
-    auto q = (*tok)->Tokenize(r.query);
-    std::vector<rerank::Encoding> rows;
-    for (const auto& d : r.docs)
-      rows.push_back((*tok)->EncodePair(*q, *(*tok)->Tokenize(d.second), a.max_length));
-    std::vector<int64_t> lengths;
-    for (const auto& e : rows) lengths.push_back(static_cast<int64_t>(e.input_ids.size()));
+    const std::vector<rerank::Encoding> rows = EncodeRequest(**tok, r, a.max_length);
     std::vector<float> s32(rows.size()), s16(rows.size());
-    for (const auto& mb :
-         rerank::PlanMicroBatches(lengths, a.max_batch_pairs, a.max_batch_tokens, a.overhead)) {
-      std::vector<const rerank::Encoding*> ptrs;
-      for (int i : mb.rows) ptrs.push_back(&rows[i]);
-      auto sb = rerank::BuildScoreBatch(ptrs, mb.seq_len, (*tok)->pad_id());
-      auto x = fp32->Score(sb);
-      auto y = bf16->Score(sb);
+    // The model under test's plan (a padding-free model packs more rows per forward); both
+    // models score the same batches.
+    const PlannedRequest plan = PlanRequest(rows, a, (*tok)->pad_id(), bf16->PaddingFree());
+    for (size_t b = 0; b < plan.batches.size(); ++b) {
+      auto x = fp32->Score(plan.batches[b]);
+      auto y = bf16->Score(plan.batches[b]);
       if (!x.ok() || !y.ok()) return 1;
-      for (size_t k = 0; k < mb.rows.size(); ++k)
-        s32[mb.rows[k]] = (*x)[k], s16[mb.rows[k]] = (*y)[k];
+      const std::vector<int>& idx = plan.rows_of[b];
+      for (size_t k = 0; k < idx.size(); ++k) s32[idx[k]] = (*x)[k], s16[idx[k]] = (*y)[k];
     }
     float lo = s32[0], hi = s32[0];
     for (size_t i = 0; i < rows.size(); ++i) {

@@ -88,7 +88,8 @@ class GemmBench {
 std::string Category(const std::string& name, const std::vector<std::vector<int64_t>>& shapes) {
   if (name == "aten::linear" || name == "aten::addmm" || name == "aten::mm") return "GEMMs";
   if (name == "aten::matmul" || name == "aten::bmm" || name == "aten::softmax" ||
-      name == "aten::_softmax" || name == "rerank::attention") {
+      name == "aten::_softmax" || name == "rerank::attention" ||
+      name == "rerank::attention_packed") {
     return "attention";
   }
   if (name == "aten::add" || name == "aten::add_") {
@@ -189,11 +190,28 @@ int RunRoofline(const RooflineOptions& opts, const std::vector<RooflineRequest>&
     std::fprintf(stderr, "rerank-bench: cannot load %s: %s\n", opts.model_path.c_str(), e.what());
     return 2;
   }
-  // M of the GEMMs: the workload's mean micro-batch (rows x padded length).
+  rerank::TorchScorer::Options so;
+  so.model_path = opts.model_path;
+  so.precision = opts.precision;
+  so.intra_op_threads = opts.threads;
+  auto scorer = rerank::TorchScorer::Create(so);
+  if (!scorer.ok()) {
+    std::fprintf(stderr, "%s\n", scorer.status().ToString().c_str());
+    return 1;
+  }
+  // M of the GEMMs: the rows the model's GEMMs see in the workload's mean micro-batch: rows x
+  // padded length, or the real tokens for a padding-free model (it packs them).
+  const bool padding_free = (*scorer)->PaddingFree();
   double m_sum = 0, pair_count = 0, real_tokens = 0, flops_per_pass = 0;
   int64_t batches = 0;
   for (const auto& r : requests) {
-    for (const auto& b : r.batches) m_sum += static_cast<double>(b.rows * b.seq_len), ++batches;
+    for (const auto& b : r.batches) {
+      double m = static_cast<double>(b.rows * b.seq_len);
+      if (padding_free)
+        m = static_cast<double>(std::count(b.attention_mask.begin(), b.attention_mask.end(), 1));
+      m_sum += m;
+      ++batches;
+    }
     for (int64_t len : r.lengths) {
       flops_per_pass += PairFlops(shape, len);
       real_tokens += static_cast<double>(len);
@@ -209,25 +227,17 @@ int RunRoofline(const RooflineOptions& opts, const std::vector<RooflineRequest>&
   const Gemm gemms[] = {
       {"QKV", h, 3 * h}, {"attn out", h, h}, {"intermediate", h, im}, {"output", im, h}};
   std::printf(
-      "model: %lld layers, hidden %lld, intermediate %lld; GEMM M = %lld (mean micro-batch "
-      "rows x padded length); %d thread(s)\n",
+      "model: %lld layers, hidden %lld, intermediate %lld; GEMM M = %lld (mean micro-batch's "
+      "%s); %d thread(s)\n",
       static_cast<long long>(shape.layers), static_cast<long long>(h), static_cast<long long>(im),
-      static_cast<long long>(m), opts.threads);
+      static_cast<long long>(m), padding_free ? "real tokens, packed" : "rows x padded length",
+      opts.threads);
   std::vector<GemmBench> bf16_gemms, fp32_gemms;
   for (const auto& g : gemms) {
     bf16_gemms.emplace_back(m, g.k, g.n, at::kBFloat16);
     fp32_gemms.emplace_back(m, g.k, g.n, at::kFloat);
   }
 
-  rerank::TorchScorer::Options so;
-  so.model_path = opts.model_path;
-  so.precision = opts.precision;
-  so.intra_op_threads = opts.threads;
-  auto scorer = rerank::TorchScorer::Create(so);
-  if (!scorer.ok()) {
-    std::fprintf(stderr, "%s\n", scorer.status().ToString().c_str());
-    return 1;
-  }
   auto run_request = [&](const RooflineRequest& r) {
     for (const auto& b : r.batches) {
       auto s = (*scorer)->Score(b);

@@ -63,11 +63,13 @@ class RequestObserver {
 
 // What one batcher worker iteration did. Reported on the worker thread, outside locks.
 struct BatchReport {
-  int rows = 0;               // rows taken from the queue
-  int unique_rows = 0;        // after de-duplication
-  int forwards = 0;           // micro-batches run
-  int64_t real_tokens = 0;    // sum of row lengths (unique rows)
-  int64_t padded_tokens = 0;  // sum over micro-batches of rows x longest row
+  int rows = 0;             // rows taken from the queue
+  int unique_rows = 0;      // after de-duplication
+  int forwards = 0;         // micro-batches run
+  int64_t real_tokens = 0;  // sum of row lengths (unique rows)
+  // Tokens the model computed on: sum over micro-batches of rows x longest row, or of the real
+  // tokens for a padding-free scorer (Scorer::PaddingFree).
+  int64_t padded_tokens = 0;
   absl::Duration queue_wait;  // oldest row's wait between Submit and the batch start
   absl::Duration inference;   // time in Scorer::Score
   bool ok = true;

@@ -46,24 +46,28 @@ struct RowRef {
 }  // namespace
 
 std::vector<MicroBatch> PlanMicroBatches(const std::vector<int64_t>& lengths, int max_rows,
-                                         int64_t max_tokens, int64_t forward_overhead_tokens) {
+                                         int64_t max_tokens, int64_t forward_overhead_tokens,
+                                         bool padding_free) {
   const int n = static_cast<int>(lengths.size());
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
                    [&](int a, int b) { return lengths[a] < lengths[b]; });
   // dp[i]: cheapest split of the i shortest rows; a micro-batch [j, i) costs
-  // (i - j) * len(i - 1) + overhead. O(n * max_rows), n <= a few hundred.
+  // (i - j) * len(i - 1) + overhead, or its real tokens + overhead when padding_free.
+  // O(n * max_rows), n <= a few hundred.
   constexpr int64_t kInf = std::numeric_limits<int64_t>::max() / 4;
   std::vector<int64_t> dp(n + 1, kInf);
   std::vector<int> from(n + 1, 0);
   dp[0] = 0;
   for (int i = 1; i <= n; ++i) {
     const int64_t longest = lengths[order[i - 1]];
+    int64_t real = 0;  // tokens of rows [j, i)
     for (int j = i - 1; j >= 0 && i - j <= std::max(1, max_rows); --j) {
       const int64_t rows = i - j;
+      real += lengths[order[j]];
       if (rows > 1 && rows * longest > max_tokens) break;
-      const int64_t cost = dp[j] + rows * longest + forward_overhead_tokens;
+      const int64_t cost = dp[j] + (padding_free ? real : rows * longest) + forward_overhead_tokens;
       if (cost < dp[i]) {
         dp[i] = cost;
         from[i] = j;
@@ -421,7 +425,7 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
       if (group.empty()) continue;
       for (MicroBatch& mb :
            PlanMicroBatches(lengths, options_.max_batch_pairs, options_.max_batch_tokens,
-                            options_.forward_overhead_tokens)) {
+                            options_.forward_overhead_tokens, scorer.PaddingFree())) {
         for (int& r : mb.rows) r = group[r];
         plan.push_back(std::move(mb));
       }
@@ -431,7 +435,11 @@ void Batcher::RunBatch(Scorer& scorer, std::vector<Item>& batch, absl::Time olde
       rows.reserve(mb.rows.size());
       for (int r : mb.rows) rows.push_back(unique_rows[r]);
       ScoreBatch sb = BuildScoreBatch(rows, mb.seq_len, options_.pad_id);
-      report.padded_tokens += sb.rows * sb.seq_len;
+      if (scorer.PaddingFree()) {  // the model computes on the real tokens only
+        for (const Encoding* e : rows) report.padded_tokens += e->input_ids.size();
+      } else {
+        report.padded_tokens += sb.rows * sb.seq_len;
+      }
       ++report.forwards;
       const absl::Time forward_start = clock_->Now();
       absl::StatusOr<std::vector<float>> scores = ScoreNoThrow(scorer, sb);

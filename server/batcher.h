@@ -69,10 +69,13 @@ struct MicroBatch {
 
 // Sorts rows by length and splits them into micro-batches minimising
 // sum(rows x longest) + forwards x forward_overhead_tokens, each at most max_rows rows and
-// max_tokens padded tokens. Exposed so the benchmark's raw-model baseline runs the exact same
-// batches the server runs.
+// max_tokens padded tokens. With padding_free (Scorer::PaddingFree: the model computes on real
+// tokens only) a micro-batch costs its real tokens, so the plan has the fewest forwards the two
+// limits allow. Exposed so the benchmark's raw-model baseline runs the exact same batches the
+// server runs.
 std::vector<MicroBatch> PlanMicroBatches(const std::vector<int64_t>& lengths, int max_rows,
-                                         int64_t max_tokens, int64_t forward_overhead_tokens);
+                                         int64_t max_tokens, int64_t forward_overhead_tokens,
+                                         bool padding_free = false);
 
 // Pads rows (by pointer) into one ScoreBatch of width seq_len.
 ScoreBatch BuildScoreBatch(const std::vector<const Encoding*>& rows, int64_t seq_len,

@@ -30,6 +30,10 @@ class Scorer {
   virtual ~Scorer() = default;
   // One raw logit per row. Errors (shape mismatch, torch failure) are values, never exceptions.
   virtual absl::StatusOr<std::vector<float>> Score(const ScoreBatch& batch) = 0;
+  // True when a forward's cost follows the rows' real tokens, not rows x seq_len (the model
+  // packs the real tokens and never computes on padding). The batcher then plans the fewest
+  // forwards its limits allow instead of trading forwards against padding.
+  virtual bool PaddingFree() const { return false; }
 };
 
 // Creates one Scorer per worker. Called on the worker's own thread, so per-thread runtime

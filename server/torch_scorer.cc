@@ -17,6 +17,7 @@ struct TorchScorer::Impl {
   torch::jit::Module module;
   Options options;
   bool autocast_bf16 = false;
+  bool padding_free = false;
 };
 
 namespace {
@@ -72,6 +73,9 @@ absl::StatusOr<std::unique_ptr<TorchScorer>> TorchScorer::Create(const Options& 
     c10::InferenceMode guard;
     impl->module = torch::jit::load(options.model_path, torch::kCPU);
     impl->module.eval();
+    impl->padding_free = impl->module.hasattr("rerank_padding_free") &&
+                         impl->module.attr("rerank_padding_free").isBool() &&
+                         impl->module.attr("rerank_padding_free").toBool();
     if (options.precision == "bf16") {
       if (impl->module.hasattr("rerank_mixed_precision")) {
         // Exported by tools/export_model.py: cast exactly its FastLinear submodules. Their GEMMs
@@ -106,6 +110,8 @@ absl::StatusOr<std::unique_ptr<TorchScorer>> TorchScorer::Create(const Options& 
   }
   return std::unique_ptr<TorchScorer>(new TorchScorer(std::move(impl)));
 }
+
+bool TorchScorer::PaddingFree() const { return impl_->padding_free; }
 
 absl::StatusOr<std::vector<float>> TorchScorer::Score(const ScoreBatch& batch) {
   const int64_t n = batch.rows * batch.seq_len;

@@ -27,6 +27,8 @@ class TorchScorer final : public Scorer {
   ~TorchScorer() override;
 
   absl::StatusOr<std::vector<float>> Score(const ScoreBatch& batch) override;
+  // The module's `rerank_padding_free` attribute (tools/export_model.py's default export).
+  bool PaddingFree() const override;
 
  private:
   struct Impl;

@@ -4,6 +4,7 @@
 #include <memory>
 #include <numeric>
 #include <set>
+#include <tuple>
 
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
@@ -106,6 +107,26 @@ TEST(PlanMicroBatchesTest, RespectsTokenCap) {
   EXPECT_EQ(plan.size(), 4u);
 }
 
+TEST(PlanMicroBatchesTest, PaddingFreeModelGetsTheFewestForwardsWithinTheCaps) {
+  // 10 rows of 10 tokens and 10 of 500: split in two when padding costs, one forward when the
+  // model computes on real tokens only.
+  std::vector<int64_t> lengths;
+  for (int i = 0; i < 10; ++i) lengths.push_back(10), lengths.push_back(500);
+  EXPECT_EQ(PlanMicroBatches(lengths, 64, 100000, 128, /*padding_free=*/false).size(), 2u);
+  auto plan = PlanMicroBatches(lengths, 64, 100000, 128, /*padding_free=*/true);
+  ASSERT_EQ(plan.size(), 1u);
+  EXPECT_EQ(plan[0].rows.size(), 20u);
+  EXPECT_EQ(plan[0].seq_len, 500);
+  // The row and padded-token caps still bound every forward.
+  for (const MicroBatch& mb : PlanMicroBatches(lengths, 6, 100000, 128, true)) {
+    EXPECT_LE(mb.rows.size(), 6u);
+  }
+  plan = PlanMicroBatches(lengths, 64, /*max_tokens=*/2000, 128, true);
+  for (const MicroBatch& mb : plan) EXPECT_LE(mb.rows.size() * mb.seq_len, 2000u);
+  // 10 short rows fit one forward, 500-token rows at most 4 per forward: 1 + 3.
+  EXPECT_EQ(plan.size(), 4u);
+}
+
 TEST(BuildScoreBatchTest, PadsWithMaskZero) {
   Encoding a = Row({5}, {6});     // 5 tokens
   Encoding b = Row({5}, {6, 7});  // 6 tokens
@@ -151,6 +172,62 @@ TEST_F(BatcherTest, BatchesAcrossConcurrentRequests) {
   ASSERT_EQ(calls.size(), 2u) << "second and third ran in one forward";
   EXPECT_EQ(calls[1].rows, 5);
   EXPECT_EQ(calls[1].seq_len, 31);
+}
+
+// Counts what the batcher reports.
+class RecordingObserver : public BatcherObserver {
+ public:
+  void OnBatch(const BatchReport& r) override {
+    absl::MutexLock l(&mu_);
+    real_ += r.real_tokens;
+    padded_ += r.padded_tokens;
+    forwards_ += r.forwards;
+  }
+  void OnJobDropped(absl::StatusCode) override {}
+  std::tuple<int64_t, int64_t, int> Totals() {
+    absl::MutexLock l(&mu_);
+    return {real_, padded_, forwards_};
+  }
+
+ private:
+  absl::Mutex mu_;
+  int64_t real_ ABSL_GUARDED_BY(mu_) = 0, padded_ ABSL_GUARDED_BY(mu_) = 0;
+  int forwards_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+TEST_F(BatcherTest, PaddingFreeScorerRunsMixedLengthsInOneForward) {
+  for (bool padding_free : {false, true}) {
+    SCOPED_TRACE(padding_free ? "padding-free" : "padded");
+    FakeScorerControl control;
+    control.SetPaddingFree(padding_free);
+    RecordingObserver observer;
+    Batcher::Options o;
+    o.max_queue_delay = absl::ZeroDuration();
+    auto b = Batcher::Create(o, control.Factory(), &clock_, &observer);
+    ASSERT_TRUE(b.ok()) << b.status();
+    Result r;
+    ASSERT_TRUE((*b)->Submit(MakeJob({RowOfLength(10, 1), RowOfLength(400, 2), RowOfLength(10, 3),
+                                      RowOfLength(400, 4)},
+                                     &r))
+                    .ok());
+    r.done.WaitForNotification();
+    ASSERT_TRUE(r.value.ok()) << r.value.status();
+    // Scores do not depend on the plan.
+    EXPECT_FLOAT_EQ((*r.value)[0], -0.001f * 6);
+    EXPECT_FLOAT_EQ((*r.value)[1], -0.001f * 396);
+    (*b)->Stop();
+    const auto [real, padded, forwards] = observer.Totals();
+    EXPECT_EQ(real, 820);
+    if (padding_free) {
+      EXPECT_EQ(control.calls().size(), 1u);
+      EXPECT_EQ(forwards, 1);
+      EXPECT_EQ(padded, real) << "a padding-free model computes on real tokens only";
+    } else {
+      EXPECT_EQ(control.calls().size(), 2u) << "short and long rows in separate forwards";
+      EXPECT_EQ(forwards, 2);
+      EXPECT_EQ(padded, 820);
+    }
+  }
 }
 
 TEST_F(BatcherTest, DuplicateRowsScoredOnce) {

@@ -128,6 +128,65 @@ TEST(AttentionTest, BadInputsAreErrorsNamingTheArgument) {
             std::string::npos);
 }
 
+// The real rows of a padded [B, T, C] tensor laid end to end: [sum(lengths), C].
+at::Tensor Pack(const at::Tensor& padded, const std::vector<int64_t>& lengths) {
+  std::vector<at::Tensor> rows;
+  for (size_t b = 0; b < lengths.size(); ++b) rows.push_back(padded[b].narrow(0, 0, lengths[b]));
+  return at::cat(rows, 0);
+}
+
+at::Tensor Offsets(const std::vector<int64_t>& lengths) {
+  std::vector<int64_t> off{0};
+  for (int64_t l : lengths) off.push_back(off.back() + l);
+  return at::tensor(off, at::kLong);
+}
+
+TEST_P(AttentionTest, PackedRowsMatchThePaddedOp) {
+  const AttnCase& c = GetParam();
+  const int64_t b_n = static_cast<int64_t>(c.lengths.size()), hd = c.heads * c.head_dim;
+  at::manual_seed(11);
+  at::Tensor qkv = at::randn({b_n, c.t, 3 * hd}) * 1.5;
+  for (at::ScalarType dtype : {at::kFloat, at::kBFloat16}) {
+    at::Tensor in = qkv.to(dtype);
+    const at::Tensor want = Pack(ReferenceAttention(in, c.lengths, c.heads), c.lengths);
+    for (Kernel k : Kernels()) {
+      SCOPED_TRACE(std::string(Name(k)) + (dtype == at::kFloat ? " fp32" : " bf16"));
+      at::Tensor got = AttentionPacked(Pack(in, c.lengths), Offsets(c.lengths), c.heads, k);
+      ASSERT_EQ(got.scalar_type(), dtype);
+      ASSERT_EQ(got.sizes(), want.sizes());
+      EXPECT_LT(MaxAbsDiff(got, want), dtype == at::kFloat ? 1e-4 : 2e-2);
+      // The packed and padded ops run the same kernel per (pair, head): identical rows.
+      EXPECT_EQ(MaxAbsDiff(got, Pack(Attention(in, at::tensor(c.lengths, at::kLong), c.heads, k),
+                                     c.lengths)),
+                0.0);
+    }
+  }
+}
+
+TEST(AttentionTest, PackedBadOffsetsAreErrorsNamingTheArgument) {
+  at::Tensor qkv = at::randn({7, 3 * 32});
+  auto msg = [&](std::vector<int64_t> off) {
+    try {
+      AttentionPacked(qkv, at::tensor(off, at::kLong), 2);
+    } catch (const c10::Error& e) {
+      return std::string(e.what_without_backtrace());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(msg({0, 3, 7}), "no error");
+  EXPECT_NE(msg({0, 3, 6}).find("offsets must run from 0 to N = 7"), std::string::npos);
+  EXPECT_NE(msg({1, 3, 7}).find("offsets must run from 0"), std::string::npos);
+  EXPECT_NE(msg({0, 5, 3, 7}).find("offsets must not decrease"), std::string::npos);
+  EXPECT_NE(msg({}).find("offsets must be int64 [B + 1]"), std::string::npos);
+  EXPECT_NE(msg({0, 7}).find("no error"), std::string::npos);
+  try {
+    AttentionPacked(qkv.view({1, 7, 96}), at::tensor({0, 7}, at::kLong), 2);
+    ADD_FAILURE() << "a 3-D qkv was accepted";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("[N, 3*H*D]"), std::string::npos);
+  }
+}
+
 struct LnCase {
   at::ScalarType y_dtype, lowp;
   int64_t n;
@@ -221,8 +280,9 @@ TEST(BiasActTest, UnknownActivationIsAnErrorNamingIt) {
 }
 
 TEST(RegistrationTest, OpsAreRegisteredAsTorchScriptOperators) {
-  EXPECT_EQ(RegisteredOpCount(), 3);
-  for (const char* op : {"rerank::attention", "rerank::add_layernorm", "rerank::bias_act"}) {
+  EXPECT_EQ(RegisteredOpCount(), 4);
+  for (const char* op : {"rerank::attention", "rerank::attention_packed", "rerank::add_layernorm",
+                         "rerank::bias_act"}) {
     EXPECT_TRUE(c10::Dispatcher::singleton().findSchema({op, ""}).has_value()) << op;
   }
   // Through the dispatcher, as a TorchScript model calls it.

@@ -406,16 +406,17 @@ class FusedLayer(nn.Module):
     """FastLayer's function with the fused CPU ops of librerank_fused_ops.so
     (server/fused_ops/fused_ops.h), registered as TorchScript ops torch.ops.rerank.*:
 
-    - rerank::attention: scaled dot-product attention per (pair, head) in one pass, each pair over
-      its own length only (no work on padding; padded rows of the context are zero);
+    - rerank::attention_packed: scaled dot-product attention per (pair, head) in one pass over
+      packed rows (the pairs' real tokens end to end), each pair over its own rows only;
     - rerank::add_layernorm: bias + residual + LayerNorm after the attention-output and FFN-output
       GEMMs, also writing the next GEMM's (bf16) input in the same pass;
     - rerank::bias_act: bias + GELU after the intermediate GEMM.
 
     The GEMMs are FastLinear weights called without their bias (the epilogues add it), so rerankd's
     bf16 cast (FastLinear submodules) is unchanged. Parameter names are FastLayer's.
-    forward(x, x_lowp, lengths) -> (x, x_lowp): the float32 residual stream and its copy in the
-    QKV weight's dtype."""
+    forward(x, x_lowp, offsets) -> (x, x_lowp): x is the float32 residual stream of the packed
+    rows [N, hidden], x_lowp its copy in the QKV weight's dtype; offsets int64 [B + 1] delimit the
+    pairs (every op here is row-wise except the attention, so no GEMM ever sees a padded row)."""
 
     def __init__(self, layer: BertLayer, cfg: BertConfig):
         super().__init__()
@@ -432,9 +433,9 @@ class FusedLayer(nn.Module):
         self.ln2_eps = float(fast.ln2.eps)
 
     def forward(self, x: torch.Tensor, x_lowp: torch.Tensor,
-                lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+                offsets: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         qkv = F.linear(x_lowp.to(self.qkv.weight.dtype), self.qkv.weight, self.qkv.bias)
-        ctx = torch.ops.rerank.attention(qkv, lengths, self.num_heads)
+        ctx = torch.ops.rerank.attention_packed(qkv, offsets, self.num_heads)
         y = F.linear(ctx.to(self.attn_out.weight.dtype), self.attn_out.weight)
         x, h_in = torch.ops.rerank.add_layernorm(y, self.attn_out.bias, x, self.ln1.weight,
                                                  self.ln1.bias, self.ln1_eps,
@@ -450,13 +451,22 @@ class FusedInferenceCrossEncoder(nn.Module):
     """InferenceCrossEncoder with FusedLayer layers (the default model.pt; `--plain` exports
     InferenceCrossEncoder). Same contract and the same bf16 cast (FastLinear submodules); loading
     it needs the rerank ops registered: rerankd links them, Python loads librerank_fused_ops.so
-    (load_fused_ops)."""
+    (load_fused_ops).
+
+    Padding-free: the padded [B, T] input is packed once into the real tokens of all pairs end to
+    end (padding on the right, as the contract says), and embeddings, every GEMM, the epilogues and
+    the attention run on those N rows only. The cost of a forward therefore follows the real
+    tokens, not B x T: `rerank_padding_free` tells rerankd's batcher so (it then plans the fewest
+    forwards instead of trading forwards against padding). A pair must have at least one token.
+    """
 
     rerank_mixed_precision: bool
+    rerank_padding_free: bool
 
     def __init__(self, model: BertCrossEncoder, cfg: BertConfig):
         super().__init__()
         self.rerank_mixed_precision = True
+        self.rerank_padding_free = True
         self.num_labels = model.num_labels
         self.embeddings = model.bert.embeddings
         self.layers = nn.ModuleList([FusedLayer(l, cfg) for l in model.bert.encoder.layer])
@@ -465,14 +475,22 @@ class FusedInferenceCrossEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor) -> torch.Tensor:
-        x = self.embeddings(input_ids, token_type_ids).float()
+        seq_len = input_ids.size(1)
         # Padding is on the right (the contract), so a pair's real tokens are its first
-        # sum(mask) positions.
+        # sum(mask) positions, and flat index i is position i % T of its pair.
         lengths = attention_mask.sum(1).to(torch.long)
+        offsets = F.pad(torch.cumsum(lengths, 0), (1, 0))
+        keep = attention_mask.reshape(-1).nonzero().squeeze(1)
+        emb = self.embeddings
+        # BertEmbeddings.forward on the packed rows (same summation order).
+        x = emb.word_embeddings(input_ids.reshape(-1).index_select(0, keep)) + \
+            emb.token_type_embeddings(token_type_ids.reshape(-1).index_select(0, keep))
+        x = emb.LayerNorm(x + emb.position_embeddings(torch.remainder(keep, seq_len))).float()
         x_lowp = x
         for layer in self.layers:
-            x, x_lowp = layer(x, x_lowp, lengths)
-        pooled = torch.tanh(self.pooler(x[:, 0]).float())
+            x, x_lowp = layer(x, x_lowp, offsets)
+        # Each pair's first row ([CLS]).
+        pooled = torch.tanh(self.pooler(x.index_select(0, offsets[:-1])).float())
         logits = self.classifier(pooled).float()
         if self.num_labels == 1:
             return logits.squeeze(-1)

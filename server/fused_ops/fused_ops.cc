@@ -75,6 +75,23 @@ at::Tensor AttentionPortable(const at::Tensor& qkv, const int64_t* len, int64_t 
   return out;
 }
 
+at::Tensor AttentionPackedPortable(const at::Tensor& qkv, const int64_t* off, int64_t b_n,
+                                   int64_t heads) {
+  const int64_t hd = qkv.size(1) / 3;
+  at::Tensor out = at::empty({qkv.size(0), hd}, qkv.options());
+  for (int64_t b = 0; b < b_n; ++b) {
+    const int64_t l = off[b + 1] - off[b];
+    if (l == 0) continue;
+    // The padded kernel on one pair of length l: [1, l, 3HD] -> [1, l, HD].
+    const at::Tensor len = at::full({1}, l, at::TensorOptions().dtype(at::kLong));
+    out.narrow(0, off[b], l)
+        .copy_(
+            AttentionPortable(qkv.narrow(0, off[b], l).unsqueeze(0), len.data_ptr<int64_t>(), heads)
+                .squeeze(0));
+  }
+  return out;
+}
+
 std::tuple<at::Tensor, at::Tensor> AddLayerNormPortable(const at::Tensor& y, const at::Tensor& bias,
                                                         const at::Tensor& residual,
                                                         const at::Tensor& weight,
@@ -464,6 +481,57 @@ at::Tensor Attention(const at::Tensor& qkv, const at::Tensor& lengths, int64_t n
   return out;
 }
 
+at::Tensor AttentionPacked(const at::Tensor& qkv, const at::Tensor& offsets, int64_t num_heads,
+                           Kernel kernel) {
+  TORCH_CHECK(qkv.dim() == 2, "rerank::attention_packed: qkv must be [N, 3*H*D], got ",
+              qkv.sizes());
+  TORCH_CHECK(IsFloatOrBf16(qkv), "rerank::attention_packed: qkv must be float32 or bfloat16, got ",
+              qkv.scalar_type());
+  TORCH_CHECK(num_heads >= 1 && qkv.size(1) % (3 * num_heads) == 0,
+              "rerank::attention_packed: qkv's last dimension ", qkv.size(1),
+              " is not 3 * num_heads (", num_heads, ") * head_dim");
+  TORCH_CHECK(offsets.dim() == 1 && offsets.size(0) >= 1 && offsets.scalar_type() == at::kLong,
+              "rerank::attention_packed: offsets must be int64 [B + 1]");
+  const at::Tensor x = qkv.contiguous();
+  const at::Tensor offs = offsets.contiguous();
+  const int64_t n = x.size(0), b_n = offs.size(0) - 1, hd = x.size(1) / 3, d = hd / num_heads;
+  const int64_t* off = offs.data_ptr<int64_t>();
+  TORCH_CHECK(off[0] == 0 && off[b_n] == n, "rerank::attention_packed: offsets must run from 0 to ",
+              "N = ", n, ", got ", off[0], " .. ", off[b_n]);
+  int64_t t_max = 0;
+  for (int64_t b = 0; b < b_n; ++b) {
+    TORCH_CHECK(off[b + 1] >= off[b], "rerank::attention_packed: offsets must not decrease (",
+                "offsets[", b + 1, "] = ", off[b + 1], " < ", off[b], ")");
+    t_max = std::max(t_max, off[b + 1] - off[b]);
+  }
+  if (!UseAvx512(kernel) || d % 16 != 0 || d > 64) {
+    return AttentionPackedPortable(x, off, b_n, num_heads);
+  }
+  at::Tensor out = at::empty({n, hd}, x.options());
+  const int64_t stride = 3 * hd;
+  const bool bf16 = x.scalar_type() == at::kBFloat16;
+  at::parallel_for(0, b_n * num_heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(static_cast<size_t>(AttnScratchFloats(d, t_max)));
+    const AttnScratch s = AttnScratchAt(buf.data(), d, t_max);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / num_heads, h = task % num_heads, l = off[b + 1] - off[b];
+      if (l == 0) continue;
+      const int64_t row0 = off[b] * stride + h * d;
+      const int64_t out0 = off[b] * hd + h * d;
+      if (bf16) {
+        const bf16_t* p = Ptr<bf16_t>(x);
+        AttnHeadDispatch<bf16_t>(d / 16, p + row0, p + row0 + hd, p + row0 + 2 * hd, stride, l,
+                                 Ptr<bf16_t>(out) + out0, hd, s);
+      } else {
+        const float* p = Ptr<float>(x);
+        AttnHeadDispatch<float>(d / 16, p + row0, p + row0 + hd, p + row0 + 2 * hd, stride, l,
+                                Ptr<float>(out) + out0, hd, s);
+      }
+    }
+  });
+  return out;
+}
+
 std::tuple<at::Tensor, at::Tensor> AddLayerNorm(const at::Tensor& y, const at::Tensor& bias,
                                                 const at::Tensor& residual,
                                                 const at::Tensor& weight, const at::Tensor& beta,
@@ -546,6 +614,10 @@ at::Tensor AttentionOp(const at::Tensor& qkv, const at::Tensor& lengths, int64_t
   return Attention(qkv, lengths, num_heads);
 }
 
+at::Tensor AttentionPackedOp(const at::Tensor& qkv, const at::Tensor& offsets, int64_t num_heads) {
+  return AttentionPacked(qkv, offsets, num_heads);
+}
+
 std::tuple<at::Tensor, at::Tensor> AddLayerNormOp(const at::Tensor& y, const at::Tensor& bias,
                                                   const at::Tensor& residual,
                                                   const at::Tensor& weight, const at::Tensor& beta,
@@ -559,13 +631,15 @@ at::Tensor BiasActOp(const at::Tensor& x, const at::Tensor& bias, c10::string_vi
 
 }  // namespace
 
-int RegisteredOpCount() { return 3; }
+int RegisteredOpCount() { return 4; }
 
 }  // namespace rerank::fused
 
 TORCH_LIBRARY(rerank, m) {
   m.def("attention(Tensor qkv, Tensor lengths, int num_heads) -> Tensor",
         &rerank::fused::AttentionOp);
+  m.def("attention_packed(Tensor qkv, Tensor offsets, int num_heads) -> Tensor",
+        &rerank::fused::AttentionPackedOp);
   m.def(
       "add_layernorm(Tensor y, Tensor bias, Tensor residual, Tensor weight, Tensor beta, float "
       "eps, ScalarType lowp_dtype) -> (Tensor, Tensor)",

@@ -2,6 +2,7 @@
 // as TorchScript custom operators in the `rerank` namespace (TORCH_LIBRARY), so a model.pt that
 // calls torch.ops.rerank.* stays a TorchScript model:
 //   rerank::attention(Tensor qkv, Tensor lengths, int num_heads) -> Tensor
+//   rerank::attention_packed(Tensor qkv, Tensor offsets, int num_heads) -> Tensor
 //   rerank::add_layernorm(Tensor y, Tensor bias, Tensor residual, Tensor weight, Tensor beta,
 //                         float eps, ScalarType lowp_dtype) -> (Tensor, Tensor)
 //   rerank::bias_act(Tensor x, Tensor bias, str act) -> Tensor
@@ -42,6 +43,14 @@ const char* AutoKernelName();
 // a pair's length are zero.
 at::Tensor Attention(const at::Tensor& qkv, const at::Tensor& lengths, int64_t num_heads,
                      Kernel kernel = Kernel::kAuto);
+
+// Attention over packed rows (no padding anywhere): the real tokens of B pairs laid end to end.
+// qkv: [N, 3*H*D] as in Attention; offsets: int64 [B + 1], offsets[0] = 0, non-decreasing,
+// offsets[B] = N; pair b owns rows [offsets[b], offsets[b+1]) and attends over them only.
+// Returns the context [N, H*D] in qkv's dtype. Same kernels as Attention; the exporter's default
+// module (tools/export_model.py, FusedInferenceCrossEncoder) runs every GEMM on such rows.
+at::Tensor AttentionPacked(const at::Tensor& qkv, const at::Tensor& offsets, int64_t num_heads,
+                           Kernel kernel = Kernel::kAuto);
 
 // out = LayerNorm(y + bias + residual) * weight + beta over the last dimension, in float32.
 // y: [..., N] float32 or bfloat16 (a GEMM's output without its bias); bias: [N] (float32 or

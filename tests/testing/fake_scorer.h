@@ -58,6 +58,11 @@ class FakeScorerControl {
     absl::MutexLock l(&mu_);
     return started_;
   }
+  // What FakeScorer::PaddingFree() answers (a model that packs its real tokens).
+  void SetPaddingFree(bool v) {
+    absl::MutexLock l(&mu_);
+    padding_free_ = v;
+  }
   std::vector<Call> calls() {
     absl::MutexLock l(&mu_);
     return calls_;
@@ -96,6 +101,7 @@ class FakeScorerControl {
   int fail_call_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status fail_call_status_ ABSL_GUARDED_BY(mu_);
   std::vector<Call> calls_ ABSL_GUARDED_BY(mu_);
+  bool padding_free_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 class FakeScorer final : public Scorer {
@@ -123,6 +129,10 @@ class FakeScorer final : public Scorer {
                                            &b.token_type_ids[off], b.seq_len);
     }
     return out;
+  }
+  bool PaddingFree() const override {
+    absl::MutexLock l(&control_->mu_);
+    return control_->padding_free_;
   }
 
  private:
