@@ -136,6 +136,17 @@ double Percentile(std::vector<double> v, double p) {
   return v[idx];
 }
 
+// A model replica of `dir` at `precision` on a.threads intra-op threads (the calling thread's).
+absl::StatusOr<std::unique_ptr<rerank::TorchScorer>> LoadScorer(const Args& a,
+                                                                const std::string& dir,
+                                                                const std::string& precision) {
+  rerank::TorchScorer::Options so;
+  so.model_path = dir + "/model.pt";
+  so.precision = precision;
+  so.intra_op_threads = a.threads;
+  return rerank::TorchScorer::Create(so);
+}
+
 // One request's (query, passage) pairs tokenized exactly as the server does.
 std::vector<rerank::Encoding> EncodeRequest(const rerank::WordPieceTokenizer& tok, const Request& r,
                                             int max_length) {
@@ -224,11 +235,7 @@ int RunRaw(const Args& a, const std::vector<Request>& work) {
   Clock::time_point t0, t1;
   for (int w = 0; w < a.workers; ++w) {
     pool.emplace_back([&, w] {
-      rerank::TorchScorer::Options so;
-      so.model_path = a.model_dir + "/model.pt";
-      so.precision = a.precision;
-      so.intra_op_threads = a.threads;
-      auto scorer = rerank::TorchScorer::Create(so);
+      auto scorer = LoadScorer(a, a.model_dir, a.precision);
       if (!scorer.ok()) {
         std::cerr << scorer.status() << "\n";
         failed = true;
@@ -1013,11 +1020,7 @@ int RunRooflineMode(const Args& a, const std::vector<Request>& work) {
   }
   // The plan depends on whether the model computes on padding: ask the model itself.
   rerank::InitTorchRuntime(a.threads, a.threads);
-  rerank::TorchScorer::Options so;
-  so.model_path = a.model_dir + "/model.pt";
-  so.precision = a.precision;
-  so.intra_op_threads = a.threads;
-  auto probe = rerank::TorchScorer::Create(so);
+  auto probe = LoadScorer(a, a.model_dir, a.precision);
   if (!probe.ok()) {
     std::cerr << probe.status() << "\n";
     return 2;
@@ -1093,11 +1096,7 @@ int RunFidelity(const Args& a, const std::vector<Request>& work) {
   }
   rerank::InitTorchRuntime(a.threads, a.threads);
   auto make = [&](const std::string& dir, const std::string& precision) {
-    rerank::TorchScorer::Options so;
-    so.model_path = dir + "/model.pt";
-    so.precision = precision;
-    so.intra_op_threads = a.threads;
-    auto s = rerank::TorchScorer::Create(so);
+    auto s = LoadScorer(a, dir, precision);
     if (!s.ok()) {
       std::cerr << s.status() << "\n";
       std::exit(1);

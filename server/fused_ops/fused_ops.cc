@@ -420,6 +420,34 @@ int ActCode(const std::string& act) {
   return -1;
 }
 
+// The AVX-512 attention over every (pair, head), in parallel on the intra-op threads. Pair b
+// owns len[b] <= t_max rows starting at row start[b] of x ([rows, 3*H*D]) and of out
+// ([rows, H*D], x's dtype); rows of no pair are left untouched.
+void AttentionTasksAvx512(const at::Tensor& x, const int64_t* start, const int64_t* len,
+                          int64_t b_n, int64_t num_heads, int64_t t_max, const at::Tensor& out) {
+  const int64_t hd = x.size(-1) / 3, d = hd / num_heads, stride = 3 * hd;
+  const bool bf16 = x.scalar_type() == at::kBFloat16;
+  at::parallel_for(0, b_n * num_heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> buf(static_cast<size_t>(AttnScratchFloats(d, t_max)));
+    const AttnScratch s = AttnScratchAt(buf.data(), d, t_max);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t b = task / num_heads, h = task % num_heads, l = len[b];
+      if (l == 0) continue;
+      const int64_t row0 = start[b] * stride + h * d;
+      const int64_t out0 = start[b] * hd + h * d;
+      if (bf16) {
+        const bf16_t* p = Ptr<bf16_t>(x);
+        AttnHeadDispatch<bf16_t>(d / 16, p + row0, p + row0 + hd, p + row0 + 2 * hd, stride, l,
+                                 Ptr<bf16_t>(out) + out0, hd, s);
+      } else {
+        const float* p = Ptr<float>(x);
+        AttnHeadDispatch<float>(d / 16, p + row0, p + row0 + hd, p + row0 + 2 * hd, stride, l,
+                                Ptr<float>(out) + out0, hd, s);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 bool CpuHasAvx512() {
@@ -457,27 +485,9 @@ at::Tensor Attention(const at::Tensor& qkv, const at::Tensor& lengths, int64_t n
                   (t_n - len[b]) * hd * elem);
     }
   }
-  const int64_t stride = 3 * hd;
-  const bool bf16 = x.scalar_type() == at::kBFloat16;
-  at::parallel_for(0, b_n * num_heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> buf(static_cast<size_t>(AttnScratchFloats(d, t_n)));
-    const AttnScratch s = AttnScratchAt(buf.data(), d, t_n);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / num_heads, h = task % num_heads, l = len[b];
-      if (l == 0) continue;
-      const int64_t row0 = b * t_n * stride + h * d;
-      const int64_t out0 = b * t_n * hd + h * d;
-      if (bf16) {
-        const bf16_t* p = Ptr<bf16_t>(x);
-        AttnHeadDispatch<bf16_t>(d / 16, p + row0, p + row0 + hd, p + row0 + 2 * hd, stride, l,
-                                 Ptr<bf16_t>(out) + out0, hd, s);
-      } else {
-        const float* p = Ptr<float>(x);
-        AttnHeadDispatch<float>(d / 16, p + row0, p + row0 + hd, p + row0 + 2 * hd, stride, l,
-                                Ptr<float>(out) + out0, hd, s);
-      }
-    }
-  });
+  std::vector<int64_t> start(b_n);
+  for (int64_t b = 0; b < b_n; ++b) start[b] = b * t_n;
+  AttentionTasksAvx512(x, start.data(), len, b_n, num_heads, t_n, out);
   return out;
 }
 
@@ -508,27 +518,9 @@ at::Tensor AttentionPacked(const at::Tensor& qkv, const at::Tensor& offsets, int
     return AttentionPackedPortable(x, off, b_n, num_heads);
   }
   at::Tensor out = at::empty({n, hd}, x.options());
-  const int64_t stride = 3 * hd;
-  const bool bf16 = x.scalar_type() == at::kBFloat16;
-  at::parallel_for(0, b_n * num_heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> buf(static_cast<size_t>(AttnScratchFloats(d, t_max)));
-    const AttnScratch s = AttnScratchAt(buf.data(), d, t_max);
-    for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / num_heads, h = task % num_heads, l = off[b + 1] - off[b];
-      if (l == 0) continue;
-      const int64_t row0 = off[b] * stride + h * d;
-      const int64_t out0 = off[b] * hd + h * d;
-      if (bf16) {
-        const bf16_t* p = Ptr<bf16_t>(x);
-        AttnHeadDispatch<bf16_t>(d / 16, p + row0, p + row0 + hd, p + row0 + 2 * hd, stride, l,
-                                 Ptr<bf16_t>(out) + out0, hd, s);
-      } else {
-        const float* p = Ptr<float>(x);
-        AttnHeadDispatch<float>(d / 16, p + row0, p + row0 + hd, p + row0 + 2 * hd, stride, l,
-                                Ptr<float>(out) + out0, hd, s);
-      }
-    }
-  });
+  std::vector<int64_t> len(b_n);
+  for (int64_t b = 0; b < b_n; ++b) len[b] = off[b + 1] - off[b];
+  AttentionTasksAvx512(x, off, len.data(), b_n, num_heads, t_max, out);
   return out;
 }
 
