@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "rerank/v1/reranker.grpc.pb.h"
 #include "tests/testing/fake_scorer.h"
+#include "tests/testing/rerank_calls.h"
 #include "tests/testing/rerank_server_peer.h"
 #include "tests/testing/test_dirs.h"
 
@@ -133,14 +134,7 @@ class CompletionObserver final : public RequestObserver {
   std::map<std::string, int> passed_at_completion_ ABSL_GUARDED_BY(mu_);
 };
 
-// One asynchronous Rerank and what came back.
-struct AsyncCall {
-  grpc::ClientContext ctx;
-  v1::RerankRequest req;
-  v1::RerankResponse resp;
-  grpc::Status status;
-  absl::Notification done;
-};
+using testing::AsyncCall;
 
 class FairServiceTest : public ::testing::Test {
  protected:
@@ -177,13 +171,7 @@ class FairServiceTest : public ::testing::Test {
     scorer_.Close();  // warmup is over: from now on the test steps every forward
   }
   Batcher* batcher() { return RerankServerTestPeer(server_.get()).batcher(); }
-  void Send(AsyncCall* call) {
-    call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
-    stub_->async()->Rerank(&call->ctx, &call->req, &call->resp, [call](grpc::Status s) {
-      call->status = std::move(s);
-      call->done.Notify();
-    });
-  }
+  void Send(AsyncCall* call) { testing::SendAsync(stub_.get(), call); }
   // Waits (real time, bounded) until `pred` holds.
   template <typename Pred>
   bool Eventually(Pred pred) {
@@ -195,15 +183,7 @@ class FairServiceTest : public ::testing::Test {
   }
   static v1::RerankRequest Req(const std::string& client, const std::string& query,
                                const std::vector<std::string>& docs) {
-    v1::RerankRequest r;
-    r.set_client_id(client);
-    r.set_query(query);
-    for (size_t i = 0; i < docs.size(); ++i) {
-      auto* d = r.add_documents();
-      d->set_id(absl::StrCat("d", i));
-      d->set_text(docs[i]);
-    }
-    return r;
+    return testing::RerankReq(client, query, docs);
   }
   // `n` distinct long documents (~`words` words each).
   static std::vector<std::string> LongDocs(int n, int words) {

@@ -37,6 +37,7 @@
 #include "tests/testing/fault_scorer.h"
 #include "tests/testing/http_client.h"
 #include "tests/testing/prometheus_text.h"
+#include "tests/testing/rerank_calls.h"
 #include "tests/testing/rerank_server_peer.h"
 #include "tests/testing/test_dirs.h"
 
@@ -49,27 +50,11 @@ using ::testing::HasSubstr;
 using testing::PromText;
 using testing::TinyModelDir;
 
-struct AsyncCall {
-  grpc::ClientContext ctx;
-  v1::RerankRequest req;
-  v1::RerankResponse resp;
-  grpc::Status status;
-  absl::Notification done;
-  absl::Time sent;
-  absl::Duration latency;
-};
+using testing::AsyncCall;
 
 v1::RerankRequest Req(const std::string& client, const std::string& query,
                       const std::vector<std::string>& docs) {
-  v1::RerankRequest r;
-  r.set_client_id(client);
-  r.set_query(query);
-  for (size_t i = 0; i < docs.size(); ++i) {
-    auto* d = r.add_documents();
-    d->set_id(absl::StrCat("d", i));
-    d->set_text(docs[i]);
-  }
-  return r;
+  return testing::RerankReq(client, query, docs);
 }
 
 class OverloadServiceTest : public ::testing::Test {
@@ -105,13 +90,7 @@ class OverloadServiceTest : public ::testing::Test {
   }
   Batcher* batcher() { return RerankServerTestPeer(server_.get()).batcher(); }
   void Send(AsyncCall* call, absl::Duration deadline = absl::Seconds(60)) {
-    call->sent = absl::Now();
-    call->ctx.set_deadline(absl::ToChronoTime(call->sent + deadline));
-    stub_->async()->Rerank(&call->ctx, &call->req, &call->resp, [call](grpc::Status s) {
-      call->latency = absl::Now() - call->sent;
-      call->status = std::move(s);
-      call->done.Notify();
-    });
+    testing::SendAsync(stub_.get(), call, deadline);
   }
   grpc::Status Call(const v1::RerankRequest& req, v1::RerankResponse* resp = nullptr) {
     grpc::ClientContext ctx;
