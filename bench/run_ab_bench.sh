@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A/B of two exported modules of the same weights in one run (issue 10 section 3): OLD (default
-# the plain-op export, `export_model.py --plain`) vs NEW (the fused-op export), alternating
+# the plain-op export, `export_model.py --plain`) vs NEW (the default export: fused ops, packed
+# rows), alternating
 # OLD/NEW (order flipped every repeat) so that a shared, noisy machine affects both alike.
-#   OLD, NEW   model directories (default models/ab-plain, models/ab-fused; made from the demo
+#   OLD, NEW   model directories (default models/ab-plain, models/ab-packed; made from the demo
 #              model's config and seed if missing)
 #   PRECISION  bf16 (default) | fp32;  THREADS intra-op threads (default 2)
 #   REPEATS    repeats (default 3; medians reported);  REQUESTS requests per raw run (default 100)
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD="${BUILD:-build}"
 OLD="${OLD:-models/ab-plain}"
-NEW="${NEW:-models/ab-fused}"
+NEW="${NEW:-models/ab-packed}"
 PRECISION="${PRECISION:-bf16}"
 THREADS="${THREADS:-2}"
 REPEATS="${REPEATS:-3}"
