@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A/B of two exported modules of the same weights in one run (issue 10 section 3): OLD (default
 # the plain-op export, `export_model.py --plain`) vs NEW (the default export: fused ops, packed
-# rows), alternating
-# OLD/NEW (order flipped every repeat) so that a shared, noisy machine affects both alike.
+# rows), alternating OLD/NEW (order flipped every repeat) so that a shared, noisy machine affects
+# both alike.
 #   OLD, NEW   model directories (default models/ab-plain, models/ab-packed; made from the demo
 #              model's config and seed if missing)
 #   PRECISION  bf16 (default) | fp32;  THREADS intra-op threads (default 2)
