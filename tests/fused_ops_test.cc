@@ -221,6 +221,8 @@ TEST(AddLayerNormTest, BadInputsAreErrors) {
   EXPECT_THROW(AddLayerNorm(y, b, y, w, e, 1e-5, at::kHalf), c10::Error);
 }
 
+at::Tensor ExactGelu(const at::Tensor& z) { return z * 0.5 * at::erfc(z * -M_SQRT1_2); }
+
 class BiasActTest : public TestWithParam<std::tuple<std::string, at::ScalarType, int64_t>> {};
 
 TEST_P(BiasActTest, MatchesPlainOps) {
@@ -229,9 +231,11 @@ TEST_P(BiasActTest, MatchesPlainOps) {
   // Wide range: the erf/exp approximations must hold in both tails.
   at::Tensor x = (at::randn({9, n}) * 4).to(dtype);
   at::Tensor bias = at::randn({n}).to(dtype);
-  // Reference in float64 (ATen's float32 gelu loses relative precision in the negative tail).
+  // Reference in float64, gelu as z erfc(-z / sqrt 2) / 2: ATen's gelu (0.5 z (1 + erf)) loses
+  // relative precision in the negative tail, in float32 and (beyond z = -8.3, where it is 0) in
+  // float64.
   at::Tensor z = x.to(at::kDouble) + bias.to(at::kDouble);
-  at::Tensor want = act == "gelu"        ? at::gelu(z)
+  at::Tensor want = act == "gelu"        ? ExactGelu(z)
                     : act == "gelu_tanh" ? at::gelu(z, "tanh")
                                          : at::relu(z);
   for (Kernel k : Kernels()) {
@@ -262,6 +266,41 @@ INSTANTIATE_TEST_SUITE_P(Acts, BiasActTest,
                          ::testing::Combine(::testing::Values("gelu", "gelu_tanh", "relu"),
                                             ::testing::Values(at::kFloat, at::kBFloat16),
                                             ::testing::Values(int64_t{1536}, int64_t{24})));
+
+// The AVX-512 gelu holds its relative precision in the negative tail (gelu(-12) ~ -2e-32),
+// where 0.5 z (1 + erf) cancels to nothing.
+TEST(BiasActTest, GeluIsRelativelyPreciseInTheNegativeTail) {
+  if (!CpuHasAvx512()) GTEST_SKIP() << "no AVX-512";
+  at::Tensor z = at::linspace(-13, -0.01, 1024);
+  const at::Tensor zero = at::zeros({1024});
+  const at::Tensor want = ExactGelu(z.to(at::kDouble));
+  for (Kernel k : {Kernel::kAvx512, Kernel::kAvx512NoBf16}) {
+    SCOPED_TRACE(Name(k));
+    const at::Tensor got = BiasAct(z, zero, "gelu", k).to(at::kDouble);
+    EXPECT_LT(((got - want) / want).abs().max().item<double>(), 2e-5);
+    // bf16 results: correctly rounded but for the few within ~2e-5 of a rounding boundary.
+    const at::Tensor got16 = BiasAct(z.to(at::kBFloat16), zero.to(at::kBFloat16), "gelu", k);
+    const at::Tensor want16 = ExactGelu(z.to(at::kBFloat16).to(at::kDouble)).to(at::kBFloat16);
+    EXPECT_GT(at::eq(got16, want16).to(at::kFloat).mean().item<double>(), 0.98);
+  }
+}
+
+// vcvtneps2bf16 (kAvx512 on an AVX512_BF16 CPU) rounds as Store16 does (kAvx512NoBf16), but for
+// denormal results, which it flushes to zero.
+TEST(BiasActTest, Bf16RoundingInstructionMatchesSoftwareRounding) {
+  if (!CpuHasAvx512Bf16()) GTEST_SKIP() << "no AVX512_BF16";
+  at::manual_seed(9);
+  const at::Tensor x = (at::randn({64, 256}) * 4).to(at::kBFloat16);
+  const at::Tensor bias = at::randn({256}).to(at::kBFloat16);
+  for (const char* act : {"gelu", "gelu_tanh", "relu"}) {
+    SCOPED_TRACE(act);
+    const at::Tensor a = BiasAct(x, bias, act, Kernel::kAvx512).to(at::kFloat);
+    const at::Tensor b = BiasAct(x, bias, act, Kernel::kAvx512NoBf16).to(at::kFloat);
+    const at::Tensor normal = b.abs() >= std::numeric_limits<float>::min();
+    EXPECT_TRUE(at::equal(a.masked_select(normal), b.masked_select(normal)));
+    EXPECT_EQ(a.masked_select(~normal).abs().max().item<float>(), 0.0f);
+  }
+}
 
 TEST(BiasActTest, UnknownActivationIsAnErrorNamingIt) {
   try {
