@@ -15,14 +15,28 @@ namespace {
 
 using ::testing::TestWithParam;
 
-// The kernels under test: the portable one always, the AVX-512 one where the CPU has it.
+// The kernels under test: the portable one always, the AVX-512 ones where the CPU has them
+// (kAvx512 uses AVX512_BF16 instructions where the CPU also has those; kAvx512NoBf16 is the path
+// of an AVX-512 CPU without them).
 std::vector<Kernel> Kernels() {
   std::vector<Kernel> k{Kernel::kPortable};
-  if (CpuHasAvx512()) k.push_back(Kernel::kAvx512);
+  if (CpuHasAvx512()) {
+    k.push_back(Kernel::kAvx512);
+    k.push_back(Kernel::kAvx512NoBf16);
+  }
   return k;
 }
 
-const char* Name(Kernel k) { return k == Kernel::kAvx512 ? "avx512" : "portable"; }
+const char* Name(Kernel k) {
+  switch (k) {
+    case Kernel::kAvx512:
+      return CpuHasAvx512Bf16() ? "avx512 (bf16 insns)" : "avx512";
+    case Kernel::kAvx512NoBf16:
+      return "avx512 without bf16 insns";
+    default:
+      return "portable";
+  }
+}
 
 // Reference attention with plain ATen ops in float32, as the plain exported module computes it:
 // padded batch, additive -10000 mask on padded keys, softmax, PV; padded query rows set to zero.
@@ -82,7 +96,45 @@ INSTANTIATE_TEST_SUITE_P(
                       AttnCase{4, 16, 70, {70, 64, 3, 17, 48}},      // one 16-wide vector
                       AttnCase{2, 48, 21, {21, 5}},                  // three vectors
                       AttnCase{2, 64, 40, {40, 32, 31}},             // four vectors
+                      AttnCase{12, 32, 175, {175, 174, 130, 2}},     // the production shape
                       AttnCase{3, 8, 9, {9, 2}}));  // head dim 8: portable path even for avx512
+
+// On a CPU with AVX512_BF16, kAvx512 runs bf16 attention with bf16 dot products: its results
+// differ from the fp32 FMA kernel's (probabilities rounded to bf16) but are as close to the fp32
+// reference; kAuto picks it.
+TEST(AttentionTest, Bf16DotProductKernelIsUsedWhereTheCpuHasIt) {
+  if (!CpuHasAvx512Bf16()) GTEST_SKIP() << "no AVX512_BF16";
+  at::manual_seed(5);
+  const std::vector<int64_t> lens{64, 51};
+  at::Tensor qkv = (at::randn({2, 64, 3 * 4 * 32}) * 1.5).to(at::kBFloat16);
+  const at::Tensor lengths = at::tensor(lens, at::kLong);
+  const at::Tensor dot = Attention(qkv, lengths, 4, Kernel::kAvx512);
+  const at::Tensor fma = Attention(qkv, lengths, 4, Kernel::kAvx512NoBf16);
+  EXPECT_GT(MaxAbsDiff(dot, fma), 0.0);
+  EXPECT_TRUE(at::equal(Attention(qkv, lengths, 4), dot));
+  const at::Tensor want = ReferenceAttention(qkv, lens, 4);
+  const double mean_dot = (dot.to(at::kFloat) - want).abs().mean().item<double>();
+  const double mean_fma = (fma.to(at::kFloat) - want).abs().mean().item<double>();
+  EXPECT_LT(mean_dot, 1.5 * mean_fma);
+}
+
+// bf16 padding holds NaN too: the bf16 kernels' packed K/V must not read it either.
+TEST(AttentionTest, Bf16PaddingContentIsNeverRead) {
+  at::manual_seed(4);
+  const std::vector<int64_t> lens{19, 5, 1};
+  at::Tensor qkv = at::randn({3, 24, 3 * 2 * 32}).to(at::kBFloat16);
+  at::Tensor clean = qkv.clone();
+  for (int64_t b = 0; b < 3; ++b) {
+    qkv[b].narrow(0, lens[b], 24 - lens[b]).fill_(std::numeric_limits<float>::quiet_NaN());
+    clean[b].narrow(0, lens[b], 24 - lens[b]).zero_();
+  }
+  for (Kernel k : Kernels()) {
+    SCOPED_TRACE(Name(k));
+    at::Tensor got = Attention(qkv, at::tensor(lens, at::kLong), 2, k);
+    EXPECT_TRUE(got.isfinite().all().item<bool>());
+    EXPECT_LT(MaxAbsDiff(got, ReferenceAttention(clean, lens, 2)), 2e-2);
+  }
+}
 
 TEST(AttentionTest, PaddingContentIsNeverRead) {
   at::manual_seed(3);
@@ -228,6 +280,8 @@ TEST(AddLayerNormTest, BadInputsAreErrors) {
   EXPECT_THROW(AddLayerNorm(y, b, y, w, e, 1e-5, at::kHalf), c10::Error);
 }
 
+at::Tensor ExactGelu(const at::Tensor& z) { return z * 0.5 * at::erfc(z * -M_SQRT1_2); }
+
 class BiasActTest : public TestWithParam<std::tuple<std::string, at::ScalarType, int64_t>> {};
 
 TEST_P(BiasActTest, MatchesPlainOps) {
@@ -236,9 +290,11 @@ TEST_P(BiasActTest, MatchesPlainOps) {
   // Wide range: the erf/exp approximations must hold in both tails.
   at::Tensor x = (at::randn({9, n}) * 4).to(dtype);
   at::Tensor bias = at::randn({n}).to(dtype);
-  // Reference in float64 (ATen's float32 gelu loses relative precision in the negative tail).
+  // Reference in float64, gelu as z erfc(-z / sqrt 2) / 2: ATen's gelu (0.5 z (1 + erf)) loses
+  // relative precision in the negative tail, in float32 and (beyond z = -8.3, where it is 0) in
+  // float64.
   at::Tensor z = x.to(at::kDouble) + bias.to(at::kDouble);
-  at::Tensor want = act == "gelu"        ? at::gelu(z)
+  at::Tensor want = act == "gelu"        ? ExactGelu(z)
                     : act == "gelu_tanh" ? at::gelu(z, "tanh")
                                          : at::relu(z);
   for (Kernel k : Kernels()) {
@@ -269,6 +325,41 @@ INSTANTIATE_TEST_SUITE_P(Acts, BiasActTest,
                          ::testing::Combine(::testing::Values("gelu", "gelu_tanh", "relu"),
                                             ::testing::Values(at::kFloat, at::kBFloat16),
                                             ::testing::Values(int64_t{1536}, int64_t{24})));
+
+// The AVX-512 gelu holds its relative precision in the negative tail (gelu(-12) ~ -2e-32),
+// where 0.5 z (1 + erf) cancels to nothing.
+TEST(BiasActTest, GeluIsRelativelyPreciseInTheNegativeTail) {
+  if (!CpuHasAvx512()) GTEST_SKIP() << "no AVX-512";
+  at::Tensor z = at::linspace(-13, -0.01, 1024);
+  const at::Tensor zero = at::zeros({1024});
+  const at::Tensor want = ExactGelu(z.to(at::kDouble));
+  for (Kernel k : {Kernel::kAvx512, Kernel::kAvx512NoBf16}) {
+    SCOPED_TRACE(Name(k));
+    const at::Tensor got = BiasAct(z, zero, "gelu", k).to(at::kDouble);
+    EXPECT_LT(((got - want) / want).abs().max().item<double>(), 2e-5);
+    // bf16 results: correctly rounded but for the few within ~2e-5 of a rounding boundary.
+    const at::Tensor got16 = BiasAct(z.to(at::kBFloat16), zero.to(at::kBFloat16), "gelu", k);
+    const at::Tensor want16 = ExactGelu(z.to(at::kBFloat16).to(at::kDouble)).to(at::kBFloat16);
+    EXPECT_GT(at::eq(got16, want16).to(at::kFloat).mean().item<double>(), 0.98);
+  }
+}
+
+// vcvtneps2bf16 (kAvx512 on an AVX512_BF16 CPU) rounds as Store16 does (kAvx512NoBf16), but for
+// denormal results, which it flushes to zero.
+TEST(BiasActTest, Bf16RoundingInstructionMatchesSoftwareRounding) {
+  if (!CpuHasAvx512Bf16()) GTEST_SKIP() << "no AVX512_BF16";
+  at::manual_seed(9);
+  const at::Tensor x = (at::randn({64, 256}) * 4).to(at::kBFloat16);
+  const at::Tensor bias = at::randn({256}).to(at::kBFloat16);
+  for (const char* act : {"gelu", "gelu_tanh", "relu"}) {
+    SCOPED_TRACE(act);
+    const at::Tensor a = BiasAct(x, bias, act, Kernel::kAvx512).to(at::kFloat);
+    const at::Tensor b = BiasAct(x, bias, act, Kernel::kAvx512NoBf16).to(at::kFloat);
+    const at::Tensor normal = b.abs() >= std::numeric_limits<float>::min();
+    EXPECT_TRUE(at::equal(a.masked_select(normal), b.masked_select(normal)));
+    EXPECT_EQ(a.masked_select(~normal).abs().max().item<float>(), 0.0f);
+  }
+}
 
 TEST(BiasActTest, UnknownActivationIsAnErrorNamingIt) {
   try {

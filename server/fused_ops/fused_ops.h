@@ -24,13 +24,23 @@
 namespace rerank::fused {
 
 enum class Kernel {
-  kAuto,      // AVX-512 when the CPU has it and RERANK_FUSED_OPS_KERNEL != portable
+  // AVX-512 when the CPU has it and RERANK_FUSED_OPS_KERNEL != portable; its AVX512_BF16 parts
+  // where the CPU has those and RERANK_FUSED_OPS_KERNEL != avx512_nobf16.
+  kAuto,
   kPortable,  // plain ATen ops (any CPU)
-  kAvx512,    // AVX-512 kernels; an error if the CPU lacks them
+  // AVX-512 kernels; an error if the CPU lacks them. Where the CPU has AVX512_BF16, bf16
+  // attention multiplies with bf16 dot products (vdpbf16ps, fp32 accumulation, probabilities
+  // rounded to bf16 as the plain bf16 module does) and bf16 results are rounded by vcvtneps2bf16.
+  kAvx512,
+  // kAvx512 without AVX512_BF16 instructions, as a CPU without them runs it: bf16 attention in
+  // fp32 FMAs. Lets tests (and benchmarks) cover that path on any AVX-512 CPU.
+  kAvx512NoBf16,
 };
 
 // Whether this CPU (and OS) runs the AVX-512 kernels (AVX-512F, BW and VL).
 bool CpuHasAvx512();
+// Whether it also has AVX512_BF16 (used by Kernel::kAvx512 for bf16 tensors).
+bool CpuHasAvx512Bf16();
 // The kernel kAuto resolves to in this process ("avx512" or "portable").
 const char* AutoKernelName();
 
