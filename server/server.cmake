@@ -5,8 +5,10 @@ target_link_libraries(rerank_model_info PUBLIC absl::status absl::statusor absl:
 
 add_library(rerank_torch_scorer STATIC ${CMAKE_CURRENT_LIST_DIR}/torch_scorer.cc
                                        $<TARGET_OBJECTS:rerank_fused_ops_obj>)
+# The fused ops' objects call libgomp (see fused_ops.cmake).
 target_link_libraries(rerank_torch_scorer PUBLIC absl::status absl::statusor absl::strings
-                      PRIVATE ${TORCH_LIBRARIES} ${CMAKE_DL_LIBS})
+                      PRIVATE ${TORCH_LIBRARIES} ${CMAKE_DL_LIBS}
+                              $<LINK_ONLY:${RERANK_FUSED_OPS_OPENMP}>)
 target_compile_options(rerank_torch_scorer PRIVATE -Wno-error)
 
 add_library(rerank_batcher STATIC ${CMAKE_CURRENT_LIST_DIR}/batcher.cc)

@@ -8,11 +8,12 @@
 //   rerank::bias_act(Tensor x, Tensor bias, str act) -> Tensor
 // Each op has an AVX-512 kernel (chosen at run time when the CPU has AVX-512F/BW/VL) and a
 // portable kernel made of plain ATen ops; RERANK_FUSED_OPS_KERNEL=portable in the environment
-// forces the portable one (tests pass Kernel explicitly). Built into rerank_torch_scorer (so every
+// forces the portable one, RERANK_FUSED_OPS_KERNEL=avx512_nobf16 the AVX-512 one without its
+// AVX512_BF16 instructions (tests pass Kernel explicitly). Built into rerank_torch_scorer (so every
 // binary that loads a model has the ops) and as librerank_fused_ops.so for Python's
 // torch.ops.load_library (the exporter and its tests).
 // Thread-safety: the ops are pure functions of their inputs; they run on at::parallel_for's
-// intra-op threads of the calling thread.
+// intra-op (OpenMP) threads of the calling thread.
 #ifndef RERANK_SERVER_FUSED_OPS_FUSED_OPS_H_
 #define RERANK_SERVER_FUSED_OPS_FUSED_OPS_H_
 
@@ -30,7 +31,8 @@ enum class Kernel {
   kPortable,  // plain ATen ops (any CPU)
   // AVX-512 kernels; an error if the CPU lacks them. Where the CPU has AVX512_BF16, bf16
   // attention multiplies with bf16 dot products (vdpbf16ps, fp32 accumulation, probabilities
-  // rounded to bf16 as the plain bf16 module does) and bf16 results are rounded by vcvtneps2bf16.
+  // rounded to bf16 as the plain bf16 module does), and bias_act rounds bf16 results with
+  // vcvtneps2bf16 (the same rounding, but denormal results flush to zero).
   kAvx512,
   // kAvx512 without AVX512_BF16 instructions, as a CPU without them runs it: bf16 attention in
   // fp32 FMAs. Lets tests (and benchmarks) cover that path on any AVX-512 CPU.
