@@ -9,7 +9,7 @@ PKGS=(
   prometheus-cpp-dev libboost1.81-dev libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev libcurl4-openssl-dev
   libabsl-dev libicu-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev clang-format
-  clang libclang-rt-dev llvm  # make fuzz: libFuzzer + sanitizer runtimes, llvm-symbolizer
+  clang libclang-rt-dev llvm libomp-dev  # make fuzz: libFuzzer + sanitizer runtimes, llvm-symbolizer, OpenMP for the fused ops
   python3-torch python3-grpcio python3-grpc-tools python3-yaml python3-numpy
   nodejs
 )
