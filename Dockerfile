@@ -29,7 +29,7 @@ FROM debian:bookworm-slim AS runtime
 # the health check.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libtorch1.13 libopenblas0-pthread libtcmalloc-minimal4 \
+      libtorch1.13 libgomp1 libopenblas0-pthread libtcmalloc-minimal4 \
       libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 \
       libprometheus-cpp-core1.0 libyaml-cpp0.7 libspdlog1.10 libfmt9 libicu72 libcurl4 zlib1g \
       curl ca-certificates \

@@ -93,8 +93,12 @@ def packages_of(binary):
     needed = re.findall(r"\(NEEDED\).*\[(.+)\]",
                         subprocess.run(["readelf", "-d", binary], capture_output=True, text=True,
                                        check=True).stdout)
-    resolved = dict(re.findall(r"^\s*(\S+) => (/\S+)", subprocess.run(
-        ["ldd", binary], capture_output=True, text=True, check=True).stdout, re.M))
+    ldd = subprocess.run(["ldd", binary], capture_output=True, text=True, check=True).stdout
+    resolved = dict(re.findall(r"^\s*(\S+) => (/\S+)", ldd, re.M))
+    # The dynamic loader is listed by its path alone ("/lib64/ld-linux-x86-64.so.2 (0x...)"); it
+    # is NEEDED when a library linked in (e.g. libgomp for the fused ops) uses its TLS symbols.
+    for path in re.findall(r"^\s*(/\S+) \(0x", ldd, re.M):
+        resolved.setdefault(os.path.basename(path), path)
     packages = set()
     for lib in needed:
         path = os.path.realpath(resolved[lib])
