@@ -804,7 +804,24 @@ void AttentionTasksAvx512(const at::Tensor& x, const int64_t* start, const int64
                           const at::Tensor& out) {
   const int64_t hd = x.size(-1) / 3, d = hd / num_heads, stride = 3 * hd;
   const bool bf16 = x.scalar_type() == at::kBFloat16;
-  at::parallel_for(0, b_n * num_heads, 1, [&](int64_t begin, int64_t end) {
+  // Pairs arrive sorted by length (the batcher's plan) and a (pair, head) costs ~ l^2, so equal
+  // task counts per thread would leave the thread with the short pairs idle for a good part of
+  // the call. Split the tasks into one contiguous range per thread of equal estimated cost.
+  const int64_t tasks = b_n * num_heads;
+  std::vector<double> cum(static_cast<size_t>(tasks) + 1, 0.0);
+  for (int64_t t = 0; t < tasks; ++t) {
+    const double l = static_cast<double>(len[t / num_heads]);
+    cum[t + 1] = cum[t] + l * (l + 2.0 * static_cast<double>(d));  // scores + per-row work
+  }
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tasks));
+  auto part_begin = [&](int64_t p) -> int64_t {
+    if (p >= parts) return tasks;
+    const double target = cum[tasks] * static_cast<double>(p) / static_cast<double>(parts);
+    return std::lower_bound(cum.begin(), cum.end(), target) - cum.begin();
+  };
+  at::parallel_for(0, parts, 1, [&](int64_t part0, int64_t part1) {
+    const int64_t begin = part_begin(part0), end = std::min(tasks, part_begin(part1));
+    if (begin >= end) return;
     std::vector<float> buf(static_cast<size_t>(AttnScratchFloats(d, t_max)));
     AttnScratch s = AttnScratchAt(buf.data(), d, t_max);
     s.bf16_dot = s.bf16_dot && bf16_insns;
