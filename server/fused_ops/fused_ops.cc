@@ -515,10 +515,14 @@ inline void PackValuePairs(const bf16_t* v, int64_t stride, int64_t l, uint32_t*
 }
 
 // Scores of R query rows (row stride `stride`) against all key blocks: sc[r][j] = q_r . k_j for
-// j < lp, fp32 accumulation of bf16 products.
+// j < lp, fp32 accumulation of bf16 products; row_max[r] = max over the l real keys (taken from
+// the accumulators, which saves softmax a pass over the scores).
 template <int R, int DV>
-inline void QkRowsBf16(const bf16_t* q, int64_t stride, const uint32_t* kp, int64_t lp, float* sc) {
+inline void QkRowsBf16(const bf16_t* q, int64_t stride, const uint32_t* kp, int64_t l, int64_t lp,
+                       float* sc, float* row_max) {
   constexpr int D2 = 8 * DV;
+  __m512 mx[R];
+  for (int r = 0; r < R; ++r) mx[r] = _mm512_set1_ps(-INFINITY);
   int64_t c = 0;
   for (; c + 32 <= lp; c += 32) {
     __m512 acc[R][2];
@@ -532,9 +536,12 @@ inline void QkRowsBf16(const bf16_t* q, int64_t stride, const uint32_t* kp, int6
         acc[r][1] = DotPairs(acc[r][1], qp, k1);
       }
     }
+    const __mmask16 m0 = KeyMask(c, l), m1 = KeyMask(c + 16, l);
     for (int r = 0; r < R; ++r) {
       _mm512_storeu_ps(sc + r * lp + c, acc[r][0]);
       _mm512_storeu_ps(sc + r * lp + c + 16, acc[r][1]);
+      mx[r] = _mm512_mask_max_ps(mx[r], m0, mx[r], acc[r][0]);
+      mx[r] = _mm512_mask_max_ps(mx[r], m1, mx[r], acc[r][1]);
     }
   }
   for (; c < lp; c += 16) {
@@ -545,8 +552,13 @@ inline void QkRowsBf16(const bf16_t* q, int64_t stride, const uint32_t* kp, int6
       for (int r = 0; r < R; ++r)
         acc[r] = DotPairs(acc[r], BroadcastPair(q + r * stride + 2 * d2), k0);
     }
-    for (int r = 0; r < R; ++r) _mm512_storeu_ps(sc + r * lp + c, acc[r]);
+    const __mmask16 m0 = KeyMask(c, l);
+    for (int r = 0; r < R; ++r) {
+      _mm512_storeu_ps(sc + r * lp + c, acc[r]);
+      mx[r] = _mm512_mask_max_ps(mx[r], m0, mx[r], acc[r]);
+    }
   }
+  for (int r = 0; r < R; ++r) row_max[r] = _mm512_reduce_max_ps(mx[r]);
 }
 
 // exp(s - m) for softmax probabilities that are rounded to bf16 next (relative step 2^-8):
@@ -566,22 +578,31 @@ inline __m512 ExpForBf16(__m512 s, __m512 neg_m_log2e) {
   return _mm512_scalef_ps(p, n);
 }
 
-// pb[0..l) = exp(sc - max) rounded to bf16, pb[l..lp) = 0. Returns 1 / the fp32 sum.
-inline float SoftmaxRowBf16(const float* sc, int64_t l, int64_t lp, bf16_t* pb) {
-  const __m512 nm = _mm512_set1_ps(-RowMax(sc, l) * 1.44269504088896341f);
-  __m512 sum = _mm512_setzero_ps();
+// pb[0..l) = exp(sc - max) rounded to bf16, pb[l..lp) = 0 (max: the row's max over its l
+// keys). Returns 1 / the fp32 sum. Two sums: the exps of consecutive blocks are independent.
+inline float SoftmaxRowBf16(const float* sc, float max, int64_t l, int64_t lp, bf16_t* pb) {
+  const __m512 nm = _mm512_set1_ps(-max * 1.44269504088896341f);
+  __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
   int64_t j = 0;
+  for (; j + 32 <= l; j += 32) {
+    const __m512 e0 = ExpForBf16(_mm512_loadu_ps(sc + j), nm);
+    const __m512 e1 = ExpForBf16(_mm512_loadu_ps(sc + j + 16), nm);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(pb + j), ToBf16(e0));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(pb + j + 16), ToBf16(e1));
+    sum0 = _mm512_add_ps(sum0, e0);
+    sum1 = _mm512_add_ps(sum1, e1);
+  }
   for (; j + 16 <= l; j += 16) {
     const __m512 e = ExpForBf16(_mm512_loadu_ps(sc + j), nm);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(pb + j), ToBf16(e));
-    sum = _mm512_add_ps(sum, e);
+    sum0 = _mm512_add_ps(sum0, e);
   }
   if (j < lp) {
     const __m512 e = _mm512_maskz_mov_ps(KeyMask(j, l), ExpForBf16(_mm512_loadu_ps(sc + j), nm));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(pb + j), ToBf16(e));
-    sum = _mm512_add_ps(sum, e);
+    sum0 = _mm512_add_ps(sum0, e);
   }
-  return 1.0f / _mm512_reduce_add_ps(sum);
+  return 1.0f / _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
 }
 
 // out rows r < R: (sum_j p[r][j] v_j) * inv[r], over key pairs (p's padding and V's odd-l zero
@@ -613,9 +634,9 @@ inline void AttnRowsBf16(const bf16_t* q, int64_t stride, const AttnScratch& s, 
                          int64_t lp, bf16_t* out, int64_t out_stride) {
   const uint32_t* kp = reinterpret_cast<const uint32_t*>(s.kt);
   const uint32_t* vp = reinterpret_cast<const uint32_t*>(s.v);
-  QkRowsBf16<R, DV>(q, stride, kp, lp, s.sc);
-  float inv[R];
-  for (int r = 0; r < R; ++r) inv[r] = SoftmaxRowBf16(s.sc + r * lp, l, lp, s.pb + r * lp);
+  float mx[R], inv[R];
+  QkRowsBf16<R, DV>(q, stride, kp, l, lp, s.sc, mx);
+  for (int r = 0; r < R; ++r) inv[r] = SoftmaxRowBf16(s.sc + r * lp, mx[r], l, lp, s.pb + r * lp);
   PvRowsBf16<R, DV>(s.pb, lp, vp, l, inv, out, out_stride);
 }
 
