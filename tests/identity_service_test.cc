@@ -27,6 +27,7 @@
 #include "server/rerank_service.h"
 #include "tests/testing/fake_scorer.h"
 #include "tests/testing/files.h"
+#include "tests/testing/rerank_calls.h"
 #include "tests/testing/rerank_server_peer.h"
 #include "tests/testing/test_dirs.h"
 
@@ -82,14 +83,7 @@ class IdentityServiceTest : public ::testing::Test {
   }
   RerankServerTestPeer peer() { return RerankServerTestPeer(server_.get()); }
   static v1::RerankRequest Req(const std::string& q, const std::vector<std::string>& docs) {
-    v1::RerankRequest r;
-    r.set_query(q);
-    for (size_t i = 0; i < docs.size(); ++i) {
-      auto* d = r.add_documents();
-      d->set_id(absl::StrCat("d", i));
-      d->set_text(docs[i]);
-    }
-    return r;
+    return testing::RerankReq("", q, docs);
   }
   grpc::Status Call(v1::Reranker::Stub* stub, const v1::RerankRequest& req,
                     const std::string& metadata_id = "") {

@@ -20,6 +20,7 @@
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_scoring_queue.h"
 #include "tests/testing/files.h"
+#include "tests/testing/rerank_calls.h"
 
 namespace rerank {
 namespace {
@@ -151,14 +152,8 @@ class RerankEngineTest : public ::testing::Test {
 
   static v1::RerankRequest Req(const std::string& q, const std::vector<std::string>& docs,
                                uint32_t top_n = 0) {
-    v1::RerankRequest r;
-    r.set_query(q);
+    v1::RerankRequest r = testing::RerankReq("", q, docs);
     r.set_top_n(top_n);
-    for (size_t i = 0; i < docs.size(); ++i) {
-      auto* d = r.add_documents();
-      d->set_id(absl::StrCat("d", i));
-      d->set_text(docs[i]);
-    }
     return r;
   }
   static std::vector<uint32_t> Indices(const v1::RerankResponse& r) {

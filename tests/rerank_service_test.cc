@@ -21,6 +21,7 @@
 #include "rerank/v1/reranker.grpc.pb.h"
 #include "tests/testing/fake_clock.h"
 #include "tests/testing/fake_scorer.h"
+#include "tests/testing/rerank_calls.h"
 #include "tests/testing/rerank_server_peer.h"
 #include "tests/testing/test_dirs.h"
 
@@ -73,14 +74,7 @@ class RerankServiceTest : public ::testing::Test {
     return stub_->Rerank(&ctx, req, resp);
   }
   static v1::RerankRequest Req(const std::string& q, const std::vector<std::string>& docs) {
-    v1::RerankRequest r;
-    r.set_query(q);
-    for (size_t i = 0; i < docs.size(); ++i) {
-      auto* d = r.add_documents();
-      d->set_id(absl::StrCat("d", i));
-      d->set_text(docs[i]);
-    }
-    return r;
+    return testing::RerankReq("", q, docs);
   }
   static std::vector<uint32_t> Indices(const v1::RerankResponse& r) {
     std::vector<uint32_t> out;

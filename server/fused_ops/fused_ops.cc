@@ -683,9 +683,10 @@ void AttnHeadBf16Dispatch(int64_t dv, const bf16_t* q, const bf16_t* k, const bf
 
 #pragma GCC pop_options
 
+// The fp32-FMA kernel for head dimension 16 * dv.
 template <typename T>
-void AttnHeadDispatch(int64_t dv, const T* q, const T* k, const T* v, int64_t stride, int64_t l,
-                      T* out, int64_t out_stride, const AttnScratch& s) {
+void AttnHeadFmaDispatch(int64_t dv, const T* q, const T* k, const T* v, int64_t stride, int64_t l,
+                         T* out, int64_t out_stride, const AttnScratch& s) {
   switch (dv) {
     case 1:
       return AttnHeadAvx512<1, T>(q, k, v, stride, l, out, out_stride, s);
@@ -698,22 +699,19 @@ void AttnHeadDispatch(int64_t dv, const T* q, const T* k, const T* v, int64_t st
   }
 }
 
-// bf16 heads: the AVX512_BF16 kernel where the scratch says so, else the fp32 FMA one.
+// One (pair, head): float32 heads run the fp32-FMA kernel; bf16 heads the AVX512_BF16 kernel
+// where the scratch says so, else the fp32-FMA one.
+template <typename T>
+void AttnHeadDispatch(int64_t dv, const T* q, const T* k, const T* v, int64_t stride, int64_t l,
+                      T* out, int64_t out_stride, const AttnScratch& s) {
+  AttnHeadFmaDispatch<T>(dv, q, k, v, stride, l, out, out_stride, s);
+}
 template <>
 void AttnHeadDispatch<bf16_t>(int64_t dv, const bf16_t* q, const bf16_t* k, const bf16_t* v,
                               int64_t stride, int64_t l, bf16_t* out, int64_t out_stride,
                               const AttnScratch& s) {
   if (s.bf16_dot) return AttnHeadBf16Dispatch(dv, q, k, v, stride, l, out, out_stride, s);
-  switch (dv) {
-    case 1:
-      return AttnHeadAvx512<1, bf16_t>(q, k, v, stride, l, out, out_stride, s);
-    case 2:
-      return AttnHeadAvx512<2, bf16_t>(q, k, v, stride, l, out, out_stride, s);
-    case 3:
-      return AttnHeadAvx512<3, bf16_t>(q, k, v, stride, l, out, out_stride, s);
-    default:
-      return AttnHeadAvx512<4, bf16_t>(q, k, v, stride, l, out, out_stride, s);
-  }
+  AttnHeadFmaDispatch<bf16_t>(dv, q, k, v, stride, l, out, out_stride, s);
 }
 
 // One row of AddLayerNorm; n % 16 == 0. out may alias nothing; lowp may be null.
