@@ -92,8 +92,22 @@ void ToValue(const json& v, google::protobuf::Value* out) {
       return;
     }
     case json::value_t::object: {
-      auto* fields = out->mutable_struct_value()->mutable_fields();
-      for (const auto& [key, e] : v.items()) ToValue(e, &(*fields)[key]);
+      // Entries are added through reflection, i.e. by libprotobuf's own code, not the inline
+      // Map<> of the headers: under ThreadSanitizer the headers give MapFieldBase two extra
+      // members (map_field.h), so inline map access from an instrumented build would read an
+      // uninstrumented libprotobuf's Struct with the wrong layout and crash. JSON object keys
+      // are unique (nlohmann's object), so each key is one map entry.
+      google::protobuf::Struct* st = out->mutable_struct_value();
+      const Reflection* r = st->GetReflection();
+      const FieldDescriptor* fields = st->GetDescriptor()->FindFieldByNumber(1);
+      for (const auto& [key, e] : v.items()) {
+        Message* entry = r->AddMessage(st, fields);
+        const Reflection* er = entry->GetReflection();
+        const google::protobuf::Descriptor* ed = entry->GetDescriptor();
+        er->SetString(entry, ed->map_key(), key);
+        ToValue(e,
+                static_cast<google::protobuf::Value*>(er->MutableMessage(entry, ed->map_value())));
+      }
       return;
     }
     default:  // numbers (and nlohmann's binary, which its JSON parser never produces)
@@ -101,6 +115,24 @@ void ToValue(const json& v, google::protobuf::Value* out) {
       return;
   }
 }
+
+}  // namespace
+
+const google::protobuf::Message* StructField(const google::protobuf::Message& s,
+                                             absl::string_view key) {
+  const Reflection* r = s.GetReflection();
+  const FieldDescriptor* fields = s.GetDescriptor()->FindFieldByName("fields");
+  if (fields == nullptr || !fields->is_map()) return nullptr;
+  for (int i = 0; i < r->FieldSize(s, fields); ++i) {
+    const Message& entry = r->GetRepeatedMessage(s, fields, i);
+    const Reflection* er = entry.GetReflection();
+    const google::protobuf::Descriptor* ed = entry.GetDescriptor();
+    if (er->GetString(entry, ed->map_key()) == key) return &er->GetMessage(entry, ed->map_value());
+  }
+  return nullptr;
+}
+
+namespace {
 
 // Sets one singular value, or adds one element when the field is repeated.
 absl::Status SetValue(const json& v, Message* m, const FieldDescriptor* f, const std::string& path,

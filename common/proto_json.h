@@ -31,6 +31,13 @@ struct JsonParseOptions {
 absl::Status JsonToMessage(absl::string_view json, google::protobuf::Message* message,
                            absl::string_view what, JsonParseOptions options = {});
 
+// The value of `key` in a google.protobuf.Struct, or null. Looked up through reflection, i.e. by
+// libprotobuf's own code: code that uses the headers' inline Map<> on a message built by
+// libprotobuf breaks under ThreadSanitizer (see proto_json.cc), so all our Struct access goes
+// through here and JsonToMessage.
+const google::protobuf::Message* StructField(const google::protobuf::Message& s,
+                                             absl::string_view key);
+
 }  // namespace rerank
 
 #endif  // RERANK_COMMON_PROTO_JSON_H_

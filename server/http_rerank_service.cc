@@ -124,10 +124,10 @@ absl::Status CopyDocuments(const hp::RerankBody& body, v1::RerankRequest* out) {
     if (v.kind_case() == google::protobuf::Value::kStringValue) {
       text = &v.string_value();
     } else if (v.kind_case() == google::protobuf::Value::kStructValue) {
-      const auto& fields = v.struct_value().fields();
-      auto it = fields.find("text");
-      if (it != fields.end() && it->second.kind_case() == google::protobuf::Value::kStringValue) {
-        text = &it->second.string_value();
+      const auto* t =
+          static_cast<const google::protobuf::Value*>(StructField(v.struct_value(), "text"));
+      if (t != nullptr && t->kind_case() == google::protobuf::Value::kStringValue) {
+        text = &t->string_value();
       }
     }
     if (text == nullptr) {

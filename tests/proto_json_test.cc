@@ -5,6 +5,8 @@
 #include "admin/flags_proto.h"
 #include "common/flag_store.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "rerank/admin/v1/admin.pb.h"
@@ -75,6 +77,28 @@ TEST(ProtoJsonTest, NullLeavesAFieldUnsetAndUnknownKeysCanBeIgnored) {
   ASSERT_TRUE(JsonToMessage(R"({"cache": {"traffic_percent": 20}})", &f, "b").ok());
   EXPECT_TRUE(f.cache().has_traffic_percent());
   EXPECT_FALSE(f.cache().has_enabled());
+}
+
+TEST(ProtoJsonTest, AnyJsonValueIsKeptAsItIsInAValueField) {
+  // ListValue's `values` are google.protobuf.Value fields: objects nest as Structs.
+  const json in = {{"values",
+                    {{{"text", "a"}, {"meta", {{"x", {1, {{"y", nullptr}}, "z"}}, {"ok", true}}}},
+                     "plain",
+                     2.5,
+                     json::object()}}};
+  google::protobuf::ListValue list;
+  ASSERT_TRUE(JsonToMessage(in.dump(), &list, "body").ok());
+  // Read back with libprotobuf's own printer (plain options).
+  std::string out;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(list, &out).ok());
+  EXPECT_EQ(json::parse(out), in["values"]);
+  // StructField finds a key (and only a key that is there).
+  const auto* text = static_cast<const google::protobuf::Value*>(
+      StructField(list.values(0).struct_value(), "text"));
+  ASSERT_NE(text, nullptr);
+  EXPECT_EQ(text->string_value(), "a");
+  EXPECT_EQ(StructField(list.values(0).struct_value(), "nope"), nullptr);
+  EXPECT_EQ(StructField(list.values(3).struct_value(), "text"), nullptr);
 }
 
 TEST(FlagsProtoTest, EveryFlagRoundTripsThroughTheContract) {
