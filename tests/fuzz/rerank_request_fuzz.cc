@@ -92,6 +92,28 @@ bool SameResults(const v1::RerankResponse& a, const v1::RerankResponse& b) {
   }
   return true;
 }
+// Runs one engine call twice (the second must give the same answer): `start(done)` issues it;
+// each run must finish exactly once with an allowed status, and `check(resp, first)` sees every
+// OK response, with the first run's response on the second run (null on the first).
+template <typename Resp, typename Start, typename Check>
+void RunTwice(Start start, Check check) {
+  Resp first;
+  for (int run = 0; run < 2; ++run) {
+    int calls = 0;
+    absl::Status status;
+    Resp resp;
+    start([&](absl::Status s, Resp r) {
+      ++calls;
+      status = std::move(s);
+      resp = std::move(r);
+    });
+    FUZZ_CHECK(calls == 1, "done ran %d times", calls);
+    CheckStatus(status);
+    if (!status.ok()) return;
+    check(resp, run == 0 ? nullptr : &first);
+    if (run == 0) first = std::move(resp);
+  }
+}
 
 void Fuzz(uint8_t bits, const uint8_t* data, size_t size) {
   const bool batch = (bits & kBatch) != 0;
@@ -161,53 +183,30 @@ void Fuzz(uint8_t bits, const uint8_t* data, size_t size) {
   call.metadata_client_id = "fuzz-client";
   call.peer_ip = "192.0.2.1";
   if (!batch) {
-    v1::RerankResponse first;
-    for (int run = 0; run < 2; ++run) {
-      int calls = 0;
-      absl::Status status;
-      v1::RerankResponse resp;
-      (*engine)->Rerank(single, call, [&](absl::Status s, v1::RerankResponse r) {
-        ++calls;
-        status = std::move(s);
-        resp = std::move(r);
-      });
-      FUZZ_CHECK(calls == 1, "done ran %d times", calls);
-      CheckStatus(status);
-      if (!status.ok()) return;
-      CheckResponse(single, resp);
-      if (run == 0) {
-        first = std::move(resp);
-      } else {
-        FUZZ_CHECK(SameResults(first, resp), "second run differs:\n%s\nvs\n%s",
-                   first.DebugString().c_str(), resp.DebugString().c_str());
-      }
-    }
+    RunTwice<v1::RerankResponse>(
+        [&](auto done) { (*engine)->Rerank(single, call, std::move(done)); },
+        [&](const v1::RerankResponse& resp, const v1::RerankResponse* first) {
+          CheckResponse(single, resp);
+          if (first != nullptr) {
+            FUZZ_CHECK(SameResults(*first, resp), "second run differs:\n%s\nvs\n%s",
+                       first->DebugString().c_str(), resp.DebugString().c_str());
+          }
+        });
     return;
   }
-  v1::RerankBatchResponse first;
-  for (int run = 0; run < 2; ++run) {
-    int calls = 0;
-    absl::Status status;
-    v1::RerankBatchResponse resp;
-    (*engine)->RerankBatch(multi, call, [&](absl::Status s, v1::RerankBatchResponse r) {
-      ++calls;
-      status = std::move(s);
-      resp = std::move(r);
-    });
-    FUZZ_CHECK(calls == 1, "done ran %d times", calls);
-    CheckStatus(status);
-    if (!status.ok()) return;
-    FUZZ_CHECK(resp.responses_size() == multi.requests_size(), "%d responses for %d requests",
-               resp.responses_size(), multi.requests_size());
-    for (int i = 0; i < resp.responses_size(); ++i) {
-      CheckResponse(multi.requests(i), resp.responses(i));
-      if (run == 1) {
-        FUZZ_CHECK(SameResults(first.responses(i), resp.responses(i)), "second run differs at %d",
-                   i);
-      }
-    }
-    if (run == 0) first = std::move(resp);
-  }
+  RunTwice<v1::RerankBatchResponse>(
+      [&](auto done) { (*engine)->RerankBatch(multi, call, std::move(done)); },
+      [&](const v1::RerankBatchResponse& resp, const v1::RerankBatchResponse* first) {
+        FUZZ_CHECK(resp.responses_size() == multi.requests_size(), "%d responses for %d requests",
+                   resp.responses_size(), multi.requests_size());
+        for (int i = 0; i < resp.responses_size(); ++i) {
+          CheckResponse(multi.requests(i), resp.responses(i));
+          if (first != nullptr) {
+            FUZZ_CHECK(SameResults(first->responses(i), resp.responses(i)),
+                       "second run differs at %d", i);
+          }
+        }
+      });
 }
 
 }  // namespace
